@@ -1,0 +1,36 @@
+"""Models, built through :class:`Builder` from layer types named on the command line.
+
+Every model is a :class:`Net` (``features`` + ``classify``) registered by name for ``--model``.
+"""
+from __future__ import annotations
+
+from . import cifar_resnet, digits_net  # noqa: F401  (register the models)
+from .base import Net
+from .builder import Builder
+from .registry import MODELS, get_model_class, model_names, register_model
+
+try:  # the ImageNet-scale models live in their own modules
+    from . import resnet, tinyimagenet_resnet  # noqa: F401
+except ImportError:  # pragma: no cover - only while those modules are being written
+    pass
+
+
+def get_model(
+    name: str,
+    builder: Builder,
+    *,
+    output_size: int,
+    in_channels: int = 3,
+    model_name: str | None = None,
+    width_mult: float = 1.0,
+    dropout: float = 0.0,
+) -> Net:
+    """Build the registered model ``name`` with the builder's layer types."""
+    cls = get_model_class(name)
+    kwargs = dict(output_size=output_size, in_channels=in_channels, width_mult=width_mult, dropout=dropout)
+    if model_name is not None:
+        kwargs["model_name"] = model_name
+    return cls(builder, **kwargs)
+
+
+__all__ = ["Builder", "MODELS", "Net", "get_model", "get_model_class", "model_names", "register_model"]
