@@ -1,0 +1,31 @@
+"""Standard training of one network (the baseline every subspace is compared against)."""
+from __future__ import annotations
+
+from utils.evaluation import predict
+from utils.metrics import classification_metrics
+
+from .base import RunContext, TestResult, Trainer
+
+
+def test_metrics(ctx: RunContext, model, epoch: int, prefix: str = "test") -> tuple:
+    """Accuracy and the calibration metrics of ``model`` on the test set, logged to TensorBoard."""
+    s = ctx.settings
+    preds = predict(model, ctx.data.val_loader, ctx.device, amp=s.amp, channels_last=s.channels_last)
+    m = classification_metrics(preds.logits, preds.targets)
+    acc = m.pop("acc")
+    m["test_loss"] = m["nll"]
+    ctx.log_scalar(f"{prefix}/acc", acc, epoch)
+    ctx.log_scalar(f"{prefix}/loss", m["test_loss"], epoch)
+    ctx.log_scalar(f"{prefix}/ece", m["ece"], epoch)
+    return acc, m
+
+
+class DefaultTrainer(Trainer):
+    """``--trainer default``: plain SGD on one standard network."""
+
+    name = "default"
+    kinds = ("standard",)
+
+    def test(self, ctx: RunContext, epoch: int) -> TestResult:
+        acc, metrics = test_metrics(ctx, ctx.models[0], epoch)
+        return TestResult(acc, metrics)

@@ -1,0 +1,17 @@
+"""``--trainer train_one_dim_subspaces``: lines (LinesConv/LinesBN) and curves (CurvesConv/CurvesBN)."""
+from __future__ import annotations
+
+from .base import RunContext, TestResult
+from .subspace import SubspaceTrainer
+
+
+class OneDimSubspaceTrainer(SubspaceTrainer):
+    """Trains a line or a curve; tests at the midpoint alpha = 0.5, with BatchNorm statistics
+    recomputed there first when ``--train-update-bn``."""
+
+    name = "train_one_dim_subspaces"
+    kinds = ("line", "curve")
+
+    def test(self, ctx: RunContext, epoch: int) -> TestResult:
+        acc, metrics, cossim, l2 = self.evaluate_centre(ctx, epoch, self.settings.train_update_bn)
+        return TestResult(acc, {"norm": l2, "cossim": cossim, **metrics})

@@ -1,0 +1,71 @@
+"""Test-set passes: collect a model's logits (and features) over a loader in one no-grad sweep."""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Iterable, Optional
+
+import torch
+import torch.nn as nn
+
+
+@dataclass
+class Predictions:
+    """A model's outputs over a whole test set (on the CPU, float32)."""
+
+    logits: torch.Tensor
+    targets: torch.Tensor
+    features: Optional[torch.Tensor] = None
+
+    @property
+    def probs(self) -> torch.Tensor:
+        """Softmax of the logits."""
+        return self.logits.softmax(dim=1)
+
+
+def autocast(device: torch.device, amp: str):
+    """The autocast context for ``--amp`` (none: fp32, the paper's numerics)."""
+    if amp == "none":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def to_device(x: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
+    """Move an input batch to ``device`` (non-blocking), optionally channels-last."""
+    x = x.to(device, non_blocking=True)
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module,
+    loader: Iterable,
+    device: torch.device,
+    with_features: bool = False,
+    amp: str = "none",
+    channels_last: bool = False,
+) -> Predictions:
+    """Run ``model`` in eval mode over ``loader``; logits stay on the device until the end."""
+    was_training = model.training
+    model.eval()
+    net = getattr(model, "module", model)  # DataParallel keeps the Net inside
+    logits, targets, feats = [], [], []
+    for x, y in loader:
+        x = to_device(x, device, channels_last)
+        with autocast(device, amp):
+            if with_features:
+                out, f = net.forward_with_features(x)
+                feats.append(f.float())
+            else:
+                out = model(x)
+        logits.append(out.float())
+        targets.append(y.to(device, non_blocking=True))
+    model.train(was_training)
+    return Predictions(
+        torch.cat(logits).cpu(),
+        torch.cat(targets).cpu(),
+        torch.cat(feats).cpu() if with_features else None,
+    )
