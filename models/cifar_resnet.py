@@ -50,7 +50,7 @@ class Block(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(self.dropout(out)))
+        out = self.dropout(self.bn2(self.conv2(out)))  # as the original: on the residual branch, before the add
         return F.relu(out + self.shortcut(x))
 
 
@@ -94,6 +94,7 @@ class CIFARResNet(Net):
 
 @register_model
 class CIFARResNetDropout(CIFARResNet):
-    """The CIFAR ResNet with dropout (``--dropout``) between the two convs of every block."""
+    """The CIFAR ResNet with dropout (``--dropout``) on every block's residual branch, after ``bn2``
+    and before the shortcut is added (as the original's ``cifar_resnet_dropout.py``)."""
 
     block_dropout = True

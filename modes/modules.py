@@ -244,6 +244,14 @@ def _simplex_type(family: str, n: int) -> type:
     return type(f"Simplex{family}{n}", (base,), {"coefficients": SimplexCoefficients(n), "__module__": __name__})
 
 
+def __getattr__(name: str) -> type:
+    # Lets pickle (torch.save of a whole model, spawned workers) find the generated SimplexConv<n>.
+    m = _SIMPLEX_RE.match(name)
+    if m and int(m.group(2)) >= 2:
+        return _simplex_type(m.group(1), int(m.group(2)))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def layer_type_names(family: str | None = None) -> list:
     """The valid layer type names (``family`` one of Conv, BN, Linear, or all)."""
     names = [k for k in _FIXED_TYPES if family is None or k.endswith(family)]

@@ -1,0 +1,152 @@
+"""What every data set hands to a trainer, and the epoch-seeded loaders behind it.
+
+Resuming a run at an epoch boundary must reproduce the uninterrupted run exactly, so every random
+choice of a training loader (the shuffle and each sample's augmentation) is drawn from a generator
+that :meth:`DataBundle.set_epoch` reseeds from (seed, epoch) alone. For worker-process loaders the
+sampler hands each index its own augmentation seed, so the result does not depend on the number
+of workers, on persistent workers' RNG state, or on earlier epochs.
+"""
+from __future__ import annotations
+
+import math
+import os
+from typing import Callable, Iterator, Optional
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from utils.errors import UserError
+
+# The original's normalisation for CIFAR and ImageNet (mirrors open_lth), and for TinyImageNet.
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TINY_MEAN = (0.480, 0.448, 0.397)
+TINY_STD = (0.276, 0.269, 0.282)
+
+
+def derive_seed(seed: int, epoch: int) -> int:
+    """A well-mixed 63-bit seed that depends only on (seed, epoch)."""
+    mask = (1 << 64) - 1  # SeedSequence needs non-negative entropy; negative seeds wrap
+    state = np.random.SeedSequence([seed & mask, epoch & mask]).generate_state(1, dtype=np.uint64)
+    return int(state[0]) >> 1
+
+
+def apply_transform(transform: Optional[Callable], img, seed: Optional[int]):
+    """``transform(img)``, with torch's global RNG (which torchvision draws from) pinned to ``seed``.
+
+    The global RNG is restored afterwards, so with ``workers=0`` the main process's RNG is untouched.
+    """
+    if transform is None:
+        return img
+    if seed is None:
+        return transform(img)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return transform(img)
+
+
+class EpochSampler(Sampler):
+    """Shuffled indices, each paired with its augmentation seed, both fixed by (seed, epoch)."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.n, self.seed = n, seed
+        self.generator = torch.Generator()
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reseed so that the next pass depends only on (seed, epoch)."""
+        self.generator.manual_seed(derive_seed(self.seed, epoch))
+
+    def __iter__(self) -> Iterator[tuple]:
+        order = torch.randperm(self.n, generator=self.generator).tolist()
+        seeds = torch.randint(0, 2**62, (self.n,), generator=self.generator).tolist()
+        return iter(zip(order, seeds))
+
+    def __len__(self) -> int:
+        return self.n
+
+
+class EpochDataLoader(DataLoader):
+    """A DataLoader over an :class:`EpochSampler`, with ``set_epoch`` (also reseeds worker base seeds)."""
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reseed the shuffle, the per-sample augmentation seeds and the workers' base seed."""
+        self.sampler.set_epoch(epoch)
+        self.generator.manual_seed(derive_seed(self.sampler.seed, epoch) ^ 1)
+
+
+def _loader_kwargs(settings) -> dict:
+    workers = settings.workers
+    return {
+        "num_workers": workers,
+        "pin_memory": str(settings.device).startswith("cuda"),
+        "persistent_workers": workers > 0,
+    }
+
+
+def train_loader(dataset: Dataset, settings) -> EpochDataLoader:
+    """Shuffled, augmented training batches of ``dataset`` (which accepts ``(index, seed)`` keys)."""
+    sampler = EpochSampler(len(dataset), settings.seed)
+    return EpochDataLoader(dataset, batch_size=settings.batch_size, sampler=sampler,
+                           generator=torch.Generator(), **_loader_kwargs(settings))
+
+
+def eval_loader(dataset: Dataset, settings) -> DataLoader:
+    """Test batches in a fixed order, of ``settings.test_batch_size``."""
+    return DataLoader(dataset, batch_size=settings.test_batch_size, shuffle=False, **_loader_kwargs(settings))
+
+
+class DataBundle:
+    """The loaders of one data set and what a model needs to know about it."""
+
+    def __init__(self, train_loader, val_loader, num_classes: int, in_channels: int, image_size: int,
+                 default_model: str, default_model_name: Optional[str] = None, bn_loader=None) -> None:
+        self.train_loader = train_loader
+        self.val_loader = val_loader
+        # The original recomputes BatchNorm statistics over the augmented training set.
+        self.bn_loader = train_loader if bn_loader is None else bn_loader
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.image_size = image_size
+        self.default_model = default_model
+        self.default_model_name = default_model_name
+
+    def set_epoch(self, epoch: int) -> None:
+        """Reseed the training shuffle and augmentation: epoch e's batches depend only on (seed, e)."""
+        for loader in {id(l): l for l in (self.train_loader, self.bn_loader) if l is not None}.values():
+            if hasattr(loader, "set_epoch"):
+                loader.set_epoch(epoch)
+
+
+def data_root(settings, *parts: str) -> str:
+    """``<settings.data>/<parts...>`` with ``~`` expanded."""
+    return os.path.join(os.path.expanduser(settings.data), *parts)
+
+
+def require(paths: "list[str]", what: str, where: str, expected: str, holding: str) -> None:
+    """Raise the one-line UserError naming the missing folder and the fix, if any of ``paths`` is missing."""
+    if not all(os.path.exists(p) for p in paths):
+        raise UserError(f"{what} not found at {where} (expected {expected}); "
+                        f"pass --data <folder holding {holding}>")
+
+
+def noise_cache_dir(folder: str, settings) -> str:
+    """Where label-noise files live: the data folder when writable, else the log folder (never the cwd)."""
+    if os.path.isdir(folder) and os.access(folder, os.W_OK):
+        return folder
+    return os.path.expanduser(settings.log_dir)
+
+
+def maybe_noisy(targets, num_classes: int, settings, cache_dir: str, set_name: str):
+    """``targets`` with the run's label noise applied (unchanged when ``--label-noise`` is not given)."""
+    if settings.label_noise is None:
+        return targets
+    from .label_noise import noisy_targets
+
+    return noisy_targets(targets, num_classes, settings.label_noise, settings.data_seed, cache_dir, set_name)
+
+
+def num_batches(n: int, batch_size: int) -> int:
+    """Batches per pass with ``drop_last=False``."""
+    return math.ceil(n / batch_size)

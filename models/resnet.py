@@ -1,0 +1,119 @@
+"""ImageNet ResNets (He et al. 2016) for 224x224 inputs: ``ResNet50`` and ``WideResNet50_2``.
+
+As in the original: a 7x7 stride-2 stem with max pooling, four stages of bottleneck blocks (the
+stride sits on the 3x3 conv), a 1x1 conv shortcut with BatchNorm where the shape changes, global
+average pooling, and a 1x1 conv without bias as the classifier (so Eq. 3 covers it too). No
+BatchNorm is zero-initialised. Module names follow the original (``conv1``, ``bn1``,
+``layer1.0.conv1``, ``layer1.0.downsample.0``, ``fc``) so its checkpoints load by name.
+
+``width_mult`` scales every stage's width (64, 128, 256, 512 at 1.0), for quick tests.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .base import Net
+from .builder import Builder
+from .registry import register_model
+
+
+def _scaled(channels: int, width_mult: float) -> int:
+    return max(1, int(round(channels * width_mult)))
+
+
+class Bottleneck(nn.Module):
+    """1x1 -> 3x3 (strided) -> 1x1 (x4 channels); ``base_width`` 128 gives the wide variant."""
+
+    expansion = 4
+
+    def __init__(self, builder: Builder, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, base_width: int = 64):
+        super().__init__()
+        width = int(planes * base_width / 64)
+        self.conv1 = builder.conv1x1(inplanes, width)
+        self.bn1 = builder.batchnorm(width)
+        self.conv2 = builder.conv3x3(width, width, stride=stride)
+        self.bn2 = builder.batchnorm(width)
+        self.conv3 = builder.conv1x1(width, planes * self.expansion)
+        self.bn3 = builder.batchnorm(planes * self.expansion)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = F.relu(self.bn2(self.conv2(out)))
+        out = self.bn3(self.conv3(out))
+        residual = x if self.downsample is None else self.downsample(x)
+        return F.relu(out + residual)
+
+
+class ResNet(Net):
+    """The ImageNet ResNet body; subclasses fix the block, the stage depths and the base width."""
+
+    block: type = Bottleneck
+    layers: tuple = (3, 4, 6, 3)
+    base_width: int = 64
+
+    def __init__(
+        self,
+        builder: Builder,
+        output_size: int = 1000,
+        in_channels: int = 3,
+        model_name: str | None = None,
+        width_mult: float = 1.0,
+        dropout: float = 0.0,
+    ):
+        # model_name and dropout are accepted for the common interface; these models have neither.
+        super().__init__()
+        block = self.block
+        stem = _scaled(64, width_mult)
+        self.inplanes = stem
+        self.conv1 = builder.conv7x7(in_channels, stem, stride=2)
+        self.bn1 = builder.batchnorm(stem)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+        self.layer1 = self._make_layer(builder, _scaled(64, width_mult), self.layers[0])
+        self.layer2 = self._make_layer(builder, _scaled(128, width_mult), self.layers[1], stride=2)
+        self.layer3 = self._make_layer(builder, _scaled(256, width_mult), self.layers[2], stride=2)
+        self.layer4 = self._make_layer(builder, _scaled(512, width_mult), self.layers[3], stride=2)
+        self.num_features = self.inplanes
+        self.fc = builder.conv1x1(self.inplanes, output_size)
+
+    def _make_layer(self, builder: Builder, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+        block = self.block
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(
+                builder.conv1x1(self.inplanes, planes * block.expansion, stride=stride),
+                builder.batchnorm(planes * block.expansion),
+            )
+        layers = [block(builder, self.inplanes, planes, stride, downsample, base_width=self.base_width)]
+        self.inplanes = planes * block.expansion
+        for _ in range(1, blocks):
+            layers.append(block(builder, self.inplanes, planes, base_width=self.base_width))
+        return nn.Sequential(*layers)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(F.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return F.adaptive_avg_pool2d(x, 1).flatten(1)
+
+    def classify(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.fc(feats[:, :, None, None]).flatten(1)
+
+
+@register_model
+class ResNet50(ResNet):
+    """ResNet-50: bottleneck stages of 3, 4, 6, 3 blocks (25.6M parameters per endpoint)."""
+
+    block = Bottleneck
+    layers = (3, 4, 6, 3)
+    base_width = 64
+
+
+@register_model
+class WideResNet50_2(ResNet):
+    """Wide ResNet-50-2: ResNet-50 with bottlenecks twice as wide (68.9M parameters per endpoint)."""
+
+    block = Bottleneck
+    layers = (3, 4, 6, 3)
+    base_width = 128
