@@ -12,24 +12,17 @@ import math
 import os
 from typing import Callable, Iterator, Optional
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from utils.errors import UserError
+from utils.seed import derive_seed  # noqa: F401  (re-exported for the loaders)
 
 # The original's normalisation for CIFAR and ImageNet (mirrors open_lth), and for TinyImageNet.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 TINY_MEAN = (0.480, 0.448, 0.397)
 TINY_STD = (0.276, 0.269, 0.282)
-
-
-def derive_seed(seed: int, epoch: int) -> int:
-    """A well-mixed 63-bit seed that depends only on (seed, epoch)."""
-    mask = (1 << 64) - 1  # SeedSequence needs non-negative entropy; negative seeds wrap
-    state = np.random.SeedSequence([seed & mask, epoch & mask]).generate_state(1, dtype=np.uint64)
-    return int(state[0]) >> 1
 
 
 def apply_transform(transform: Optional[Callable], img, seed: Optional[int]):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import torch
 import torch.nn as nn
@@ -69,3 +69,48 @@ def predict(
         torch.cat(targets).cpu(),
         torch.cat(feats).cpu() if with_features else None,
     )
+
+
+# Batches held in memory by CachedBatches at most (beyond this, the loader is replayed instead).
+CACHE_MAX_BYTES = 2 * 1024**3
+
+
+class CachedBatches:
+    """A loader decoded once and replayed: the first pass keeps its batches, later passes reuse them.
+
+    ``reset`` (e.g. ``lambda: data.set_epoch(0)``) is called before every pass over the loader
+    itself, so a loader with epoch-seeded shuffling and augmentation yields the same batches each
+    time. A set larger than ``max_bytes`` is not kept: every pass replays the loader after
+    ``reset`` -- the same batches, decoded again (e.g. ImageNet's training set).
+    """
+
+    def __init__(self, loader: Iterable, reset: Optional[Callable[[], None]] = None, max_bytes: Optional[int] = None):
+        self.loader = loader
+        self.reset = reset
+        self.max_bytes = CACHE_MAX_BYTES if max_bytes is None else max_bytes
+        self.batches: Optional[list] = None
+        self.passes = 0  # passes over the underlying loader (decodes)
+        self._too_big = False
+
+    def __len__(self) -> int:
+        return len(self.batches) if self.batches is not None else len(self.loader)  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator:
+        if self.batches is not None:
+            yield from self.batches
+            return
+        if self.reset is not None:
+            self.reset()
+        self.passes += 1
+        keep: Optional[list] = None if self._too_big else []
+        size = 0
+        for batch in self.loader:
+            if keep is not None:
+                size += sum(t.nbytes for t in batch if isinstance(t, torch.Tensor))
+                if size > self.max_bytes:
+                    keep, self._too_big = None, True
+                else:
+                    keep.append(batch)
+            yield batch
+        if keep is not None:  # a whole pass, within budget
+            self.batches = keep

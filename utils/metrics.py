@@ -1,8 +1,13 @@
 """Classification metrics, vectorised over whole test sets (no per-sample Python loop).
 
 All take logits ``(N, K)`` (or probabilities where named) and integer targets ``(N,)``.
+ECE uses 20 equal-width confidence bins (the original's ``M = 20``); the ensemble helpers combine
+members by summed logits (the original's ensembles) or averaged probabilities.
 """
 from __future__ import annotations
+
+import itertools
+from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -29,7 +34,10 @@ def brier(probs: torch.Tensor, targets: torch.Tensor) -> float:
     return (probs - onehot).pow(2).sum(dim=1).mean().item()
 
 
-def ece(probs: torch.Tensor, targets: torch.Tensor, num_bins: int = 20) -> float:
+NUM_ECE_BINS = 20
+
+
+def ece(probs: torch.Tensor, targets: torch.Tensor, num_bins: int = NUM_ECE_BINS) -> float:
     """Expected calibration error with ``num_bins`` equal-width confidence bins.
 
     ``sum_b |sum_{i in b} (correct_i - conf_i)| / N``; the bin of confidence c is
@@ -53,9 +61,18 @@ def disagreement(logits_a: torch.Tensor, logits_b: torch.Tensor) -> float:
     return (logits_a.argmax(dim=1) != logits_b.argmax(dim=1)).float().mean().item()
 
 
-def feature_cossim(fa: torch.Tensor, fb: torch.Tensor) -> float:
-    """Mean squared cosine similarity of two models' penultimate features, example by example."""
-    return F.cosine_similarity(fa.flatten(1).float(), fb.flatten(1).float(), dim=1).pow(2).mean().item()
+def disagreement_correct(logits_a: torch.Tensor, logits_b: torch.Tensor, targets: torch.Tensor) -> float:
+    """Fraction of examples on which the two predictions differ and one of them is right
+    (the original ensemble trainer's ``percent_disagree_correct``)."""
+    pa, pb = logits_a.argmax(dim=1), logits_b.argmax(dim=1)
+    return ((pa != pb) & ((pa == targets) | (pb == targets))).float().mean().item()
+
+
+def feature_cossim(fa: torch.Tensor, fb: torch.Tensor, squared: bool = True) -> float:
+    """Mean (by default squared, as in Figure 4) cosine similarity of two models' penultimate
+    features, example by example."""
+    cos = F.cosine_similarity(fa.flatten(1).float(), fb.flatten(1).float(), dim=1)
+    return (cos.pow(2) if squared else cos).mean().item()
 
 
 def classification_metrics(logits: torch.Tensor, targets: torch.Tensor, prefix: str = "") -> dict:
@@ -77,3 +94,57 @@ def probs_metrics(probs: torch.Tensor, targets: torch.Tensor, prefix: str = "") 
         f"{prefix}ece": ece(probs, targets),
         f"{prefix}brier": brier(probs, targets),
     }
+
+
+def ensemble_probs(logits: Sequence[torch.Tensor], mode: str = "logits") -> torch.Tensor:
+    """The ensemble's predictive distribution from its members' logits.
+
+    ``logits``: the original's ensembles sum the logits; the argmax of the sum is the argmax of the
+    mean, and the mean is the one whose softmax is a calibrated distribution (summing k members
+    would sharpen it k-fold), so NLL/ECE/Brier use ``softmax(mean of logits)``, as the original's
+    simplex ensembles do. ``probs``: the mean of the members' softmax outputs.
+    """
+    if mode == "logits":
+        total = logits[0].float()
+        for x in logits[1:]:
+            total = total + x.float()
+        return (total / len(logits)).softmax(dim=1)
+    if mode == "probs":
+        return torch.stack([x.float().softmax(dim=1) for x in logits]).mean(dim=0)
+    raise ValueError(f"unknown ensemble mode {mode!r}; use 'logits' or 'probs'")
+
+
+def ensemble_metrics(logits: Sequence[torch.Tensor], targets: torch.Tensor, mode: str = "logits", prefix: str = "") -> dict:
+    """Accuracy, NLL, ECE and Brier score of the ensemble of ``logits`` (see :func:`ensemble_probs`).
+
+    In ``logits`` mode the accuracy is that of the summed logits, exactly as the original computes it.
+    """
+    probs = ensemble_probs(logits, mode)
+    m = probs_metrics(probs, targets, prefix)
+    if mode == "logits":
+        total = logits[0].float()
+        for x in logits[1:]:
+            total = total + x.float()
+        m[f"{prefix}acc"] = accuracy(total, targets)
+    return m
+
+
+def pairwise_stats(logits: Sequence[torch.Tensor], targets: torch.Tensor, features: Optional[Sequence[torch.Tensor]] = None) -> dict:
+    """Means over all pairs of members: TV distance of their softmax outputs (``tvdist``),
+    disagreement (``percent_disagree``, ``percent_disagree_correct``) and, with features, the
+    plain (``feat_cossim_plain``) and squared (``feat_cossim_sq``) cosine similarity of their
+    penultimate features. An empty dict for fewer than two members."""
+    pairs = list(itertools.combinations(range(len(logits)), 2))
+    if not pairs:
+        return {}
+    probs = [x.float().softmax(dim=1) for x in logits]
+    mean = lambda values: sum(values) / len(values)  # noqa: E731
+    out = {
+        "tvdist": mean([tv_distance(probs[i], probs[j]) for i, j in pairs]),
+        "percent_disagree": mean([disagreement(logits[i], logits[j]) for i, j in pairs]),
+        "percent_disagree_correct": mean([disagreement_correct(logits[i], logits[j], targets) for i, j in pairs]),
+    }
+    if features is not None:
+        out["feat_cossim_plain"] = mean([feature_cossim(features[i], features[j], squared=False) for i, j in pairs])
+        out["feat_cossim_sq"] = mean([feature_cossim(features[i], features[j]) for i, j in pairs])
+    return out

@@ -15,7 +15,7 @@ import torch
 
 def derive_seed(seed: int, *keys: "int | str") -> int:
     """A 63-bit seed derived from ``seed`` and ``keys`` (stable across processes and runs)."""
-    ints = [int(seed) & 0xFFFFFFFF] + [k if isinstance(k, int) else zlib.crc32(k.encode()) for k in keys]
+    ints = [int(seed) & ((1 << 64) - 1)] + [k if isinstance(k, int) else zlib.crc32(k.encode()) for k in keys]
     return int(np.random.SeedSequence(ints).generate_state(1, dtype=np.uint64)[0]) & ((1 << 63) - 1)
 
 
