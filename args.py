@@ -63,7 +63,7 @@ class Settings:
     alphas: Optional[tuple] = _opt(None, "evaluation grid, e.g. 0,0.05,...,1: every pair (a, 1-a) evaluated in one run, one row each", type=_floats, metavar="A,B,...")
     update_bn: bool = _opt(False, "evaluation: recompute BatchNorm statistics at each evaluated point", action="store_true")
     train_update_bn: bool = _opt(False, "training: recompute BatchNorm statistics at the midpoint before each test", action="store_true")
-    ensemble_mode: str = _opt("logits", "ensemble trainer: combine members by summed logits (as the original) or averaged probabilities", choices=("logits", "probs"))
+    ensemble_mode: str = _opt("logits", "ensembles (of members, of a pair of points, of simplex vertices): summed logits (as the original) or averaged probabilities", choices=("logits", "probs"))
 
     # --- optimisation ---------------------------------------------------------------------------
     epochs: int = _opt(160, "number of epochs to train", metavar="N")

@@ -72,6 +72,14 @@ def check_settings(s: Settings) -> Settings:
             raise UserError(f"{flag} {a} is outside [0, 1]; points of a line or curve have alpha in [0, 1]")
     if s.pretrained and not s.resume:
         raise UserError("--pretrained loads weights from --resume; pass --resume CKPT too")
+    if s.trainswa and s.trainer == "default":
+        s = replace(s, trainer="swa")  # --trainswa alone selects the SWA baseline's trainer
+    if s.trainer == "swa":
+        s = replace(s, trainswa=True, num_models=max(2, s.num_models))  # models[1] holds the average
+        if not (0.0 <= s.swa_start < 1.0 and s.swa_lr > 0):
+            raise UserError(f"--swa-start {s.swa_start} must be a fraction of the epochs in [0, 1) and --swa-lr {s.swa_lr} positive")
+    elif s.trainswa:
+        raise UserError(f"--trainswa trains the SWA baseline of a standard network, not with --trainer {s.trainer}; drop --trainer or pass --trainer swa")
     trainer_cls = trainers.get_trainer(s.trainer)
     if s.epochs == 0 and trainer_cls.trains and not s.resume:
         raise UserError(f"--epochs 0 trains nothing; pass --epochs N >= 1 (or --resume CKPT to evaluate a checkpoint)")
@@ -179,12 +187,15 @@ def main(settings: Settings) -> RunSummary:
 
     # Models, checkpoints, checks: everything that can fail on bad input, before any file is made.
     ckpts, state_dicts = load_resume(s)
-    if len(state_dicts) > s.num_models:
+    if len(state_dicts) > s.num_models or (state_dicts and getattr(trainer_cls, "models_from_checkpoints", False)):
         if not getattr(trainer_cls, "models_from_checkpoints", False):
             raise UserError(f"--resume holds {len(state_dicts)} models but the run has {s.num_models}; pass --num-models {len(state_dicts)}")
         s = replace(s, num_models=len(state_dicts))
         trainer = trainer_cls(s)
     nets = [build_model(s, data) for _ in range(s.num_models)]
+    if s.trainswa:
+        for net in nets[1:]:
+            net.requires_grad_(False)  # as the original: the SWA baseline trains models[0] only
     for net, (path, sd) in zip(nets, state_dicts):
         load_model_state(net, sd, path)
     trainer.check(nets)
@@ -265,6 +276,7 @@ def main(settings: Settings) -> RunSummary:
                         assign_learning_rate(opt, lr)
                 ctx.log_scalar("train/lr", lr, epoch)
                 train_loss = trainer.train(ctx, epoch)
+                lr = next((o.param_groups[0]["lr"] for o in optimizers if o is not None), lr)  # a trainer may set its own (SWA)
                 last = epoch == s.epochs - 1
                 if s.test_freq is None or epoch % s.test_freq == 0 or last:
                     result = trainer.test(ctx, epoch)

@@ -5,10 +5,14 @@ from utils.errors import unknown_name
 
 from .base import ResultRow, RunContext, TestResult, Trainer
 from .default import DefaultTrainer
+from .ensemble import EnsembleTrainer
+from .eval_one_dim_subspaces import EvalOneDimSubspaces
+from .eval_simplexes import EvalSimplexes
+from .swa import SWATrainer
 from .train_one_dim_subspaces import OneDimSubspaceTrainer
 from .train_simplexes import SimplexTrainer
 
-TRAINERS: dict = {t.name: t for t in (DefaultTrainer, OneDimSubspaceTrainer, SimplexTrainer)}
+TRAINERS: dict = {t.name: t for t in (DefaultTrainer, OneDimSubspaceTrainer, SimplexTrainer, EvalOneDimSubspaces, EvalSimplexes, EnsembleTrainer, SWATrainer)}
 
 
 def register_trainer(cls: type) -> type:

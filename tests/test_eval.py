@@ -1,0 +1,200 @@
+"""Evaluating lines, curves and simplexes (Figures 4 and 5) through main.py on Digits.
+
+One line is trained once for the module (2 epochs); curve and simplex checkpoints are written
+straight from freshly built models (their metrics need no training to be checked).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import main as main_mod
+import trainers.eval_one_dim_subspaces as eval_lines
+import trainers.eval_simplexes as eval_simplexes
+from args import Settings, parse_args, replace
+from data import get_dataset
+from modes import set_point
+from utils.bn import update_bn
+from utils.checkpoint import save_checkpoint
+from utils.evaluation import predict
+from utils.metrics import accuracy
+from utils.results import read_results
+
+LINE = ["--conv-type", "LinesConv", "--bn-type", "LinesBN"]
+EVAL = ["--set", "Digits", "--trainer", "eval_one_dim_subspaces", "--pretrained", "--epochs", "0", "--batch-size", "128"]
+PAIR_COLUMNS = [
+    "curr_acc1", "m0_acc", "ensemble_acc", "tvdist", "feat_cossim",  # the original's
+    "nll", "ece", "brier", "m0_nll", "m0_ece", "m0_brier", "ensemble_nll", "ensemble_ece", "ensemble_brier",
+]
+
+
+def cli(argv) -> int:
+    return main_mod.cli([str(a) for a in argv])
+
+
+def final_ckpt(run_dir: Path) -> Path:
+    return max(run_dir.glob("epoch_*_iter_*.pt"), key=lambda p: int(p.name.split("_")[1]))
+
+
+@pytest.fixture(scope="module")
+def line_ckpt(tmp_path_factory) -> Path:
+    """A line trained 2 epochs on Digits."""
+    log = tmp_path_factory.mktemp("line")
+    argv = ["--set", "Digits", *LINE, "--trainer", "train_one_dim_subspaces", "--epochs", "2", "--batch-size", "128", "--save", "--log-dir", log, "--name", "line"]
+    assert cli(argv) == 0
+    return final_ckpt(log / "line+try=0")
+
+
+def fresh_ckpt(path: Path, conv: str, bn: str) -> Path:
+    """A checkpoint of an untrained Digits model with these layer types (what main.py --save writes)."""
+    s = replace(Settings(), conv_type=conv, bn_type=bn, model="DigitsConvNet", output_size=10)
+    torch.manual_seed(0)
+    net = main_mod.build_model(s, SimpleNamespace(in_channels=1))
+    save_checkpoint(path, {"epoch": 0, "iter": 0, "arch": s.model, "state_dicts": [net.state_dict()], "optimizers": [],
+                           "best_acc1": 0.0, "curr_acc1": 0.0, "settings": s.to_dict()})
+    return path
+
+
+class CountingBN:
+    """Stands in for utils.bn.update_bn and counts the recomputes."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, loader, model, device=None):
+        self.calls += 1
+        update_bn(loader, model, device)
+
+
+def test_pair_row_and_grid_rows(line_ckpt, tmp_path, monkeypatch):
+    """The single pair (0.25, 0.75) and the grid 0,0.25,...,1: one row vs five, equal at 0.25,
+    and the grid recomputes BatchNorm statistics once per distinct point (5, not 10)."""
+    log = tmp_path / "logs"
+    counter = CountingBN()
+    monkeypatch.setattr(eval_lines, "update_bn", counter)
+    base = EVAL + LINE + ["--resume", line_ckpt, "--update-bn", "--save", "--log-dir", log]
+
+    assert cli(base + ["--alpha0", "0.25", "--alpha1", "0.75", "--name", "id=lines+pair"]) == 0
+    assert counter.calls == 2
+    rows = read_results(log / "results.csv")
+    assert len(rows) == 1
+    pair = rows[0]
+    assert pair["Name"] == "id=lines+pair+try=0"
+    for col in PAIR_COLUMNS + ["test_loss", "percent_disagree"]:
+        assert pair[col] != "", col
+    assert (float(pair["alpha0"]), float(pair["alpha1"])) == (0.25, 0.75)
+    assert float(pair["curr_acc1"]) > 0.5 and float(pair["ensemble_acc"]) > 0.5
+    assert 0.0 < float(pair["tvdist"]) < 1.0 and 0.0 < float(pair["feat_cossim"]) <= 1.0
+
+    counter.calls = 0
+    summary = main_mod.main(parse_args([str(a) for a in base + ["--alphas", "0,0.25,0.5,0.75,1", "--name", "id=lines+grid"]]))
+    assert counter.calls == 5  # one BatchNorm recompute per distinct point
+    rows = read_results(log / "results.csv")
+    assert len(rows) == 6
+    grid = rows[1:]
+    assert [r["Name"] for r in grid] == [f"id=lines+grid+try=0+alpha0={a}+alpha1={b}" for a, b in
+                                         [("0", "1"), ("0.25", "0.75"), ("0.5", "0.5"), ("0.75", "0.25"), ("1", "0")]]
+    assert [(float(r["alpha0"]), float(r["alpha1"])) for r in grid] == [(0, 1), (0.25, 0.75), (0.5, 0.5), (0.75, 0.25), (1, 0)]
+    for col in PAIR_COLUMNS:
+        assert float(grid[1][col]) == pytest.approx(float(pair[col]), rel=1e-6, abs=1e-9), col
+        assert grid[1]["best_acc1"] == grid[1]["curr_acc1"]
+    # The in-memory rows carry the raw floats: equal to float precision.
+    single = main_mod.main(parse_args([str(a) for a in base + ["--alpha0", "0.25", "--alpha1", "0.75", "--name", "p2"]]))
+    for k, v in single.rows[0].items():
+        if isinstance(v, float) and k not in ("best_acc1",):
+            assert summary.rows[1][k] == pytest.approx(v, rel=1e-9, abs=1e-12), k
+    # Mirror pairs share their points: (0, 1) and (1, 0) swap the two points' columns.
+    assert grid[0]["curr_acc1"] == grid[4]["m0_acc"] and grid[0]["m0_nll"] == grid[4]["nll"]
+    assert grid[0]["tvdist"] == grid[4]["tvdist"] and grid[0]["ensemble_acc"] == grid[4]["ensemble_acc"]
+    # The midpoint paired with itself: no distance, identical features.
+    assert float(grid[2]["tvdist"]) == 0.0 and float(grid[2]["feat_cossim"]) == pytest.approx(1.0)
+    assert grid[2]["ensemble_acc"] == grid[2]["curr_acc1"]
+
+
+def test_curve_grid_without_bn_update_carries_label_noise(tmp_path, monkeypatch):
+    """Curves go through the same evaluation; label noise and smoothing are accepted and the rows
+    carry the noise level for the analysis to group by."""
+    ck = fresh_ckpt(tmp_path / "curve.pt", "CurvesConv", "CurvesBN")
+    counter = CountingBN()
+    monkeypatch.setattr(eval_lines, "update_bn", counter)
+    log = tmp_path / "logs"
+    argv = EVAL + ["--conv-type", "CurvesConv", "--bn-type", "CurvesBN", "--resume", ck, "--alphas", "0,0.5,1",
+                   "--label-noise", "0.2", "--label-smoothing", "0.1", "--save-data", "--log-dir", log, "--name", "id=curves"]
+    assert cli(argv) == 0
+    assert counter.calls == 0
+    rows = read_results(log / "results.csv")
+    assert len(rows) == 3
+    assert {r["label_noise"] for r in rows} == {"0.2"} and {r["label_smoothing"] for r in rows} == {"0.1"}
+    assert {r["conv_type"] for r in rows} == {"CurvesConv"}
+    assert rows[0]["curr_acc1"] == rows[2]["m0_acc"]
+
+
+@pytest.mark.parametrize("update", [False, True])
+def test_simplex_evaluation(tmp_path, monkeypatch, update):
+    """Centre (BatchNorm always recomputed), vertices (recomputed with --update-bn, otherwise with
+    the checkpoint's statistics), the vertex ensemble and the diversity among vertices."""
+    ck = fresh_ckpt(tmp_path / "simplex.pt", "SimplexConv3", "SimplexBN3")
+    counter = CountingBN()
+    monkeypatch.setattr(eval_simplexes, "update_bn", counter)
+    log = tmp_path / "logs"
+    argv = ["--set", "Digits", "--trainer", "eval_simplexes", "--conv-type", "SimplexConv3", "--bn-type", "SimplexBN3",
+            "--resume", ck, "--pretrained", "--epochs", "0", "--save-data", "--log-dir", log, "--name", "id=simplex"]
+    assert cli(argv + (["--update-bn"] if update else [])) == 0
+    assert counter.calls == (4 if update else 1)
+    (row,) = read_results(log / "results.csv")
+    cols = ["wa_acc", "nll", "ece", "brier", "avg_model_acc", "avg_model_std", "ensemble_acc", "ensemble_nll",
+            "ensemble_ece", "ensemble_brier", "tvdist", "feat_cossim", "percent_disagree", "cossim", "l2"]
+    cols += [f"model_{i}_{m}" for i in range(3) for m in ("acc", "nll", "ece", "brier")]
+    for col in cols:
+        assert row[col] != "", col
+    assert row["curr_acc1"] == row["wa_acc"]
+
+    # The vertices and their ensemble, by hand from the checkpoint.
+    s = parse_args([str(a) for a in argv])
+    data = get_dataset(s)
+    net = main_mod.build_model(replace(s, model="DigitsConvNet", output_size=10), data)
+    net.load_state_dict(torch.load(ck, weights_only=True)["state_dicts"][0])
+    logits = []
+    for i in range(3):
+        set_point(net, tuple(1.0 if k == i else 0.0 for k in (1, 2)))
+        if update:
+            data.set_epoch(0)
+            update_bn(data.bn_loader, net)
+        logits.append(predict(net, data.val_loader, torch.device("cpu")).logits)
+    targets = predict(net, data.val_loader, torch.device("cpu")).targets
+    for i in range(3):
+        assert float(row[f"model_{i}_acc"]) == pytest.approx(accuracy(logits[i], targets), abs=1e-6)
+    assert float(row["ensemble_acc"]) == pytest.approx(accuracy(sum(logits), targets), abs=1e-6)
+
+
+def _bad(tmp_path, argv, capsys, expect):
+    log = tmp_path / "bad"
+    capsys.readouterr()
+    assert cli(argv + ["--save", "--log-dir", log, "--name", "bad"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1, err
+    assert expect in err, err
+    assert not log.exists() or not any(log.iterdir())  # no results.csv, no run folder
+
+
+def test_bad_input_writes_nothing(line_ckpt, tmp_path, capsys):
+    simplex = fresh_ckpt(tmp_path / "simplex.pt", "SimplexConv3", "SimplexBN3")
+    sx = ["--conv-type", "SimplexConv3", "--bn-type", "SimplexBN3"]
+    ev_sx = ["--set", "Digits", "--trainer", "eval_simplexes", "--pretrained", "--epochs", "0"]
+    # A line checkpoint evaluated as a simplex, and the reverse: the saved layer types are named.
+    _bad(tmp_path, ev_sx + sx + ["--resume", line_ckpt], capsys, "--conv-type LinesConv")
+    _bad(tmp_path, EVAL + LINE + ["--resume", simplex], capsys, "--conv-type SimplexConv3")
+    # Line layers with the simplex evaluator (and the reverse): the trainer names the right one.
+    _bad(tmp_path, ev_sx + LINE + ["--resume", line_ckpt], capsys, "eval_one_dim_subspaces")
+    _bad(tmp_path, EVAL + sx + ["--resume", simplex], capsys, "eval_simplexes")
+    # Layer types that do not match --conv-type (a line checkpoint into a standard model).
+    _bad(tmp_path, EVAL + ["--resume", line_ckpt], capsys, "LinesConv")
+    # Alphas outside [0, 1].
+    _bad(tmp_path, EVAL + LINE + ["--resume", line_ckpt, "--alphas", "0,0.5,1.5"], capsys, "outside [0, 1]")
+    _bad(tmp_path, EVAL + LINE + ["--resume", line_ckpt, "--alpha0", "-0.1"], capsys, "outside [0, 1]")
+    # An evaluation with nothing to evaluate.
+    _bad(tmp_path, ["--set", "Digits", "--trainer", "eval_one_dim_subspaces", "--epochs", "0"] + LINE, capsys, "--resume")
+    _bad(tmp_path, EVAL + LINE + ["--resume", tmp_path / "missing.pt"], capsys, "not found")

@@ -1,0 +1,93 @@
+"""What the evaluation trainers share: points evaluated once, batches decoded once, metric rows.
+
+Evaluating a point of a subspace means setting the point, recomputing the BatchNorm statistics
+there over the training data when asked (paper, Section 3: statistics collected at random points
+fit no single point), and collecting the test-set logits and penultimate features. An
+:class:`Evaluator` does this once per distinct point and keeps the outputs until released, and
+replays the same decoded BatchNorm batches and test batches for every point, so that all points
+(and every run that evaluates the same point) see the same augmented batches.
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import torch
+import torch.nn as nn
+
+from modes import set_point
+from utils.evaluation import CachedBatches, Predictions, predict
+from utils.metrics import classification_metrics, ensemble_metrics
+
+from .base import RunContext
+
+# The epoch whose shuffle and augmentation the BatchNorm batches of an evaluation use: fixed, so
+# that a single-pair run and a grid run (or two runs of one checkpoint) draw the same batches.
+EVAL_BN_EPOCH = 0
+
+BNUpdate = Callable[[object, nn.Module, torch.device], None]
+
+
+def point_key(point: Optional[Sequence[float]]) -> Optional[tuple]:
+    """A hashable key of a point, rounded so that ``1 - 0.05`` and ``0.95`` are one point."""
+    return None if point is None else tuple(round(float(p), 12) for p in point)
+
+
+class EvalBatches:
+    """The BatchNorm batches (training set, augmented as in training, epoch :data:`EVAL_BN_EPOCH`)
+    and the test batches of a run, each decoded once and replayed (see :class:`CachedBatches`)."""
+
+    def __init__(self, data, cache_bn: bool = True):
+        self.bn = CachedBatches(data.bn_loader, reset=lambda: data.set_epoch(EVAL_BN_EPOCH), max_bytes=None if cache_bn else 0)
+        self.test = CachedBatches(data.val_loader)
+
+
+class Evaluator:
+    """Outputs of one model at points of its subspace, each distinct point computed once.
+
+    ``bn_update(loader, model, device)`` recomputes the BatchNorm statistics (passed in so tests
+    can count calls). A point evaluated without a recompute uses the statistics the model had
+    when the evaluator was made (the checkpoint's), whatever points were recomputed before.
+    """
+
+    def __init__(self, ctx: RunContext, model: nn.Module, bn_update: BNUpdate, batches: Optional[EvalBatches] = None):
+        self.ctx, self.model = ctx, model
+        self.net = getattr(model, "module", model)
+        self.batches = batches or EvalBatches(ctx.data)
+        self.bn_update = bn_update
+        self.bn_recomputes = 0
+        self._saved_buffers = {k: v.detach().clone() for k, v in self.net.named_buffers()}
+        self._cache: dict = {}
+
+    def outputs(self, point: Optional[Sequence[float]], recompute_bn: bool) -> Predictions:
+        """Test-set logits and features at ``point`` (None: the model as it is, e.g. a standard net)."""
+        key = (point_key(point), bool(recompute_bn))
+        if key not in self._cache:
+            s = self.ctx.settings
+            if point is not None:
+                set_point(self.net, key[0])
+            if recompute_bn:
+                self.bn_update(self.batches.bn, self.model, self.ctx.device)
+                self.bn_recomputes += 1
+            else:
+                self._restore_buffers()
+            self._cache[key] = predict(self.model, self.batches.test, self.ctx.device, with_features=True, amp=s.amp, channels_last=s.channels_last)
+        return self._cache[key]
+
+    def release(self, point: Optional[Sequence[float]], recompute_bn: bool) -> None:
+        """Forget the outputs at ``point`` (no pair needs them any more)."""
+        self._cache.pop((point_key(point), bool(recompute_bn)), None)
+
+    @torch.no_grad()
+    def _restore_buffers(self) -> None:
+        for k, v in self.net.named_buffers():
+            v.copy_(self._saved_buffers[k])
+
+
+def point_metrics(p: Predictions, prefix: str = "") -> dict:
+    """Accuracy, NLL, ECE (20 bins) and Brier score of one point's outputs, names prefixed."""
+    return classification_metrics(p.logits, p.targets, prefix)
+
+
+def members_metrics(preds: Sequence[Predictions], mode: str, prefix: str = "ensemble_") -> dict:
+    """Accuracy, NLL, ECE and Brier of the ensemble of ``preds`` (summed logits or mean probabilities)."""
+    return ensemble_metrics([p.logits for p in preds], preds[0].targets, mode, prefix)
