@@ -132,8 +132,8 @@ def noise_cache_dir(folder: str, settings) -> str:
 
 
 def maybe_noisy(targets, num_classes: int, settings, cache_dir: str, set_name: str):
-    """``targets`` with the run's label noise applied (unchanged when ``--label-noise`` is not given)."""
-    if settings.label_noise is None:
+    """``targets`` with the run's label noise applied (unchanged when ``--label-noise`` is 0 or absent)."""
+    if not settings.label_noise:  # 0.0 noise changes no label: no permutation file either
         return targets
     from .label_noise import noisy_targets
 
