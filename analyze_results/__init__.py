@@ -1,0 +1,1 @@
+"""Figures from the experiment configs' results: ``python analyze_results/<dataset>/<figure>.py``."""

@@ -1,0 +1,1 @@
+"""CIFAR-10 figures (run the scripts as files)."""

@@ -1,0 +1,1 @@
+"""Digits figures (run the scripts as files)."""

@@ -1,0 +1,1 @@
+"""ImageNet figures (run the scripts as files)."""

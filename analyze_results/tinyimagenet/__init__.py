@@ -1,0 +1,1 @@
+"""TinyImageNet figures (run the scripts as files)."""

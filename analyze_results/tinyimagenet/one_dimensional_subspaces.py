@@ -1,0 +1,15 @@
+"""Figure 4 on TinyImageNet: accuracy along lines, layerwise lines and curves (each point, and the ensemble
+of the points alpha and 1 - alpha) against standard training and a standard ensemble of two.
+
+Needs the ensembles and one_dimensional_subspaces configs of experiment_configs/tinyimagenet (train, then eval).
+    python analyze_results/tinyimagenet/one_dimensional_subspaces.py [--log-dir DIR] [--out DIR]
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
+
+from analyze_results.common import cli, figure4  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(cli(figure4, "tinyimagenet", __doc__))

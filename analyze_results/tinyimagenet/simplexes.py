@@ -1,0 +1,15 @@
+"""Figure 5 on TinyImageNet: accuracy of the simplex centre against the number of endpoints, layerwise and
+not, against standard training.
+
+Needs experiment_configs/tinyimagenet/simplexes/* and ensembles/train_ensemble_members.py.
+    python analyze_results/tinyimagenet/simplexes.py [--log-dir DIR] [--out DIR]
+"""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
+
+from analyze_results.common import cli, figure5  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(cli(figure5, "tinyimagenet", __doc__))

@@ -1,0 +1,1 @@
+"""Digits experiment configs (the embedded data set: ``reproduce.py`` runs them all)."""

@@ -1,0 +1,116 @@
+"""The whole pipeline on Digits, end to end: train, evaluate, draw Figures 4 and 5 and calibration.
+
+Runs the Digits configs of this folder in order -- ensemble members, lines, layerwise lines,
+curves, simplexes (n = 2..4, layerwise and not) and SWA; the ensembles of two and the points along
+each line and curve -- then draws the figures with analyze_results and prints where they are.
+The members, lines, ensembles and SWA also run with 20% label noise for the calibration figure.
+Finished runs are skipped, so a second call only redraws the figures; an interrupted call
+continues where it stopped. Results: learning-subspaces-results/digits/ in the repository.
+
+    python experiment_configs/digits/reproduce.py [--seeds 0,1,2] [--epochs 30] [--label-noise 0.0,0.4]
+                                                  [--log-dir DIR] [--force] [--dry-run] [--verbose]
+"""
+import importlib
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
+
+from analyze_results.common import calibration, ensemble_label, figure4, figure5  # noqa: E402
+from experiment_configs.digits.common import SETUP  # noqa: E402
+from experiment_configs.sweep import build_parser, execute, make_config  # noqa: E402
+from utils.errors import UserError  # noqa: E402
+
+# (config under experiment_configs/digits, whether it runs at every label-noise level) in order.
+STEPS = (
+    ("ensembles/train_ensemble_members", True),
+    ("ensembles/eval_ensembles", True),
+    ("one_dimensional_subspaces/train_lines", True),
+    ("one_dimensional_subspaces/train_lines_layerwise", False),
+    ("one_dimensional_subspaces/train_curves", False),
+    ("one_dimensional_subspaces/eval_lines", False),
+    ("one_dimensional_subspaces/eval_lines_layerwise", False),
+    ("one_dimensional_subspaces/eval_curves", False),
+    ("simplexes/train_simplexes", False),
+    ("simplexes/train_simplexes_layerwise", False),
+    ("swa/train_swa", True),
+)
+LABEL_NOISE = (0.0, 0.2)  # the calibration figure's levels; Figures 4 and 5 use the first
+
+
+def run_steps(cfg, noise_levels) -> None:
+    """Run every step's sweep (finished runs are skipped)."""
+    for k, (step, every_level) in enumerate(STEPS, 1):
+        module = importlib.import_module("experiment_configs.digits." + step.replace("/", "."))
+        step_cfg = cfg.with_(label_noise=tuple(noise_levels) if every_level else tuple(noise_levels[:1]))
+        runs = list(module.runs(step_cfg))
+        print(f"\n== step {k}/{len(STEPS)}: experiment_configs/digits/{step}.py ({len(runs)} runs)", flush=True)
+        execute(runs, step_cfg)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    mean, std, n = v
+    return f"{mean:.4f} +- {std:.4f} ({n} run{'s' if n != 1 else ''})"
+
+
+def report(fig4, fig5, cal, noise_levels, simplex_n) -> None:
+    """The headline numbers (mean +- std over seeds), as in the figures' CSV files."""
+    rows = [
+        ("Standard training", fig4.value("Standard Training")),
+        ("Standard ensemble of two", fig4.value("Standard Ensemble of Two")),
+    ]
+    for label in ("Line", "Line (Layerwise)", "Curve"):
+        rows.append((f"{label}: midpoint (alpha 0.5)", fig4.value(label, 0.5)))
+        rows.append((f"{label}: endpoint (alpha 0)", fig4.value(label, 0.0)))
+        rows.append((f"{label}: ensemble of alpha 0 and 1", fig4.value(ensemble_label(label), 0.0)))
+    for label in ("Simplex (Midpoint)", "Simplex (Layerwise, Midpoint)"):
+        for n in simplex_n:
+            rows.append((f"{label.replace('Midpoint', 'centre')}, n={n}", fig5.value(label, float(n))))
+    print("\nTest accuracy on Digits (mean +- std over seeds):")
+    for name, v in rows:
+        print(f"  {name:<45} {_fmt(v)}")
+    print("Calibration (accuracy / expected calibration error):")
+    for ln in noise_levels:
+        for label in ("Line (Midpoint)", "Standard Training", "Standard Ensemble of Two", "SWA"):
+            acc, ece = cal.value(label, ln), cal.value(f"{label} ECE", ln)
+            ece_text = "-" if ece is None else f"{ece[0]:.4f} +- {ece[1]:.4f}"
+            print(f"  label noise {ln}: {label:<30} {_fmt(acc)} / ECE {ece_text}")
+
+
+def main(argv=None) -> int:
+    parser = build_parser(__doc__.strip())
+    parser.add_argument("--verbose", action="store_true", help="show every run's own output (epochs, progress bars)")
+    ns = parser.parse_args(argv)
+    noise_levels = ns.label_noise or LABEL_NOISE
+    start = time.time()
+    try:
+        cfg = make_config(SETUP, ns, quiet=not ns.verbose, label_noise=noise_levels)
+        print(f"Digits pipeline: seeds {','.join(map(str, cfg.seeds))}, {cfg.base.epochs} epochs, "
+              f"simplexes n = {','.join(map(str, cfg.simplex_n))}, label noise {','.join(map(str, noise_levels))}; "
+              f"results in {cfg.log_root}" + ("" if ns.verbose else f" (run output in {cfg.log_root / 'sweep.log'})"), flush=True)
+        run_steps(cfg, noise_levels)
+        if cfg.dry_run:
+            return 0
+        out = cfg.log_root / "figures"
+        fig4 = figure4(cfg.log_root, out, "digits", noise_levels[0])
+        fig5 = figure5(cfg.log_root, out, "digits", noise_levels[0])
+        cal = calibration(cfg.log_root, out, "digits")
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted; run the same command again to continue where it stopped", file=sys.stderr)
+        return 130
+    report(fig4, fig5, cal, noise_levels, cfg.simplex_n)
+    print(f"\nFigures (PNG and PDF, with the plotted numbers as CSV) in {out}:")
+    for fig in (fig4, fig5, cal):
+        print(f"  {fig.paths[0]}")
+    print(f"Total time: {time.time() - start:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""ImageNet experiment configs (the paper's settings; see common.py)."""

@@ -1,0 +1,441 @@
+"""What every experiment config shares: the command line, run names, and a resumable runner.
+
+A config script (e.g. ``cifar10/one_dimensional_subspaces/train_lines.py``) defines
+``runs(cfg)``, which yields one :class:`Run` per seed (and n, and label-noise level), each with a
+fresh :class:`args.Settings` built from its data set's base settings (``<dataset>/common.py``).
+:func:`run_cli` parses the overrides (``--data --log-dir --seeds --epochs ...``) and hands the runs
+to :func:`execute`, which
+
+- skips a run that already finished (its results.csv row and final checkpoint exist),
+- continues an interrupted training run from its newest checkpoint (``--save-epochs`` every few
+  epochs make them), and
+- for an evaluation, finds the final checkpoints of the training runs it needs, or stops with
+  one line naming the training config to run first.
+
+A run is matched to its earlier attempts (``<name>+try=<i>/``) by name and by the settings in
+their ``settings.txt``, so a config edited to change, say, the epochs starts a new run instead of
+skipping or resuming the old one. ``--force`` reruns everything.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Optional, Sequence
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:  # for `import main` when this module is imported from a script
+    sys.path.insert(0, str(REPO_ROOT))
+
+from args import Settings, replace  # noqa: E402
+from utils.errors import UserError  # noqa: E402
+from utils.results import read_results  # noqa: E402
+
+# One folder per family under a data set's results root, as the original's log dirs.
+MEMBERS = "train-ensemble-members"
+ENSEMBLES = "eval-ensemble"
+ONE_DIM = "one-dimensional-subspaces"
+EVAL_ONE_DIM = "eval-one-dimensional-subspaces"
+SIMPLEXES = "simplexes"
+SWA = "swa"
+
+# Figure 4's grid: alpha0 in 0, 0.05, ..., 1 (the original's list, without its repeated 0.5).
+ALPHAS = tuple(round(i * 0.05, 2) for i in range(21))
+
+# Settings that say where or how a run executes, not what it computes: two attempts that differ
+# only in these are the same run (``resume`` is compared for evaluations, see :func:`plan`).
+NOT_IDENTITY = frozenset({
+    "name", "data", "log_dir", "resume", "pretrained", "save", "save_data", "save_epochs",
+    "save_iters", "test_freq", "log_interval", "device", "multigpu", "workers", "data_on_device",
+    "channels_last", "amp", "compile",
+})
+
+
+# --- names --------------------------------------------------------------------------------------
+
+
+def member_name(s: Settings) -> str:
+    """A standard network (an ensemble member): ``id=base+ln=0.0+seed=0``."""
+    return f"id=base+ln={s.label_noise}+seed={s.seed}"
+
+
+def subspace_name(run_id: str, s: Settings) -> str:
+    """A line or curve: ``id=lines+ln=0.0+beta=1.0+num_samples=1+seed=0`` (the original's names)."""
+    return f"id={run_id}+ln={s.label_noise}+beta={s.beta}+num_samples={s.num_samples}+seed={s.seed}"
+
+
+def simplex_name(run_id: str, s: Settings) -> str:
+    """A simplex: ``id=simplex+n=3+ln=0.0+beta=1.0+num_samples=1+seed=0``."""
+    return f"id={run_id}+n={s.n}+ln={s.label_noise}+beta={s.beta}+num_samples={s.num_samples}+seed={s.seed}"
+
+
+def script(file: str) -> str:
+    """A config script's path relative to the repository root, as a user would type it."""
+    p = Path(file).resolve()
+    try:
+        return str(p.relative_to(REPO_ROOT))
+    except ValueError:
+        return str(p)
+
+
+def every(k: int, epochs: int) -> tuple:
+    """Epochs after which to checkpoint: every ``k``-th, before the last (always saved)."""
+    return tuple(range(k, epochs, k)) if k > 0 else ()
+
+
+# --- a data set's defaults and one invocation's choices -----------------------------------------
+
+
+@dataclass(frozen=True)
+class DataSetup:
+    """What ``<dataset>/common.py`` fixes: the paper's shared settings and the sweep's defaults."""
+
+    key: str  # folder name: experiment_configs/<key>/, learning-subspaces-results/<key>/
+    base: Settings
+    seeds: tuple = (0, 1)
+    simplex_n: tuple = (2, 3, 4, 5, 6)
+    label_noise: tuple = (0.0,)
+    checkpoint_every: int = 10  # epochs between the checkpoints a rerun resumes from
+    threads: Optional[int] = None  # torch.set_num_threads; None: PyTorch's default
+
+    @property
+    def log_root(self) -> Path:
+        return REPO_ROOT / "learning-subspaces-results" / self.key
+
+
+@dataclass(frozen=True)
+class Config:
+    """A data set's setup with this invocation's command-line overrides applied."""
+
+    key: str
+    base: Settings
+    seeds: tuple
+    simplex_n: tuple
+    label_noise: tuple
+    alphas: tuple
+    log_root: Path
+    checkpoint_every: int
+    threads: Optional[int] = None
+    force: bool = False
+    dry_run: bool = False
+    quiet: bool = False
+    keep_checkpoints: bool = False
+
+    def log_dir(self, family: str) -> str:
+        """The folder (and results.csv) of one family of runs."""
+        return str(self.log_root / family)
+
+    def train(self, family: str, **changes) -> Settings:
+        """Base settings of a training run of ``family``: saved, checkpointed every few epochs."""
+        s = replace(self.base, log_dir=self.log_dir(family), save=True, **changes)
+        return replace(s, save_epochs=every(self.checkpoint_every, s.epochs))
+
+    def evaluation(self, trained: Settings, family: str, **changes) -> Settings:
+        """Settings that evaluate the checkpoint(s) of ``trained``: weights only, results row only."""
+        return replace(trained, log_dir=self.log_dir(family), epochs=0, pretrained=True, save=False,
+                       save_data=True, save_epochs=None, **changes)
+
+    def with_(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One call of ``main.main``; ``needs`` are training runs whose final checkpoints it loads
+    (``--resume``, in order), made by the config script ``trained_by`` (a path under the repo)."""
+
+    settings: Settings
+    needs: tuple = ()
+    trained_by: str = ""
+
+
+# --- the command line ---------------------------------------------------------------------------
+
+
+def _ints(text: str) -> tuple:
+    return tuple(int(a) for a in text.split(",") if a.strip())
+
+
+def _floats(text: str) -> tuple:
+    return tuple(float(a) for a in text.split(",") if a.strip())
+
+
+def build_parser(description: str = "") -> argparse.ArgumentParser:
+    """The flags every config script takes (all optional: the script's values are the defaults)."""
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = p.add_argument
+    add("--data", help="folder holding the data sets (default: the config's, ~/data)")
+    add("--log-dir", help="results root of this data set (default: learning-subspaces-results/<dataset> in the repo)")
+    add("--seeds", type=_ints, metavar="S,S,...", help="seeds to run (default: the config's, 0,1)")
+    add("--epochs", type=int, metavar="N", help="training epochs (default: the config's; the warm-up is cut to at most N - 1)")
+    add("--n", type=_ints, metavar="N,N,...", help="simplex sizes (number of endpoints) to run")
+    add("--label-noise", type=_floats, metavar="F,F,...", help="label-noise levels to run (default: 0.0)")
+    add("--alphas", type=_floats, metavar="A,A,...", help="evaluation grid of alpha0 (default: 0,0.05,...,1)")
+    add("--device", help="cpu, cuda or cuda:<i> (default: cuda when available)")
+    add("--threads", type=int, metavar="N", help="CPU threads for PyTorch")
+    add("--dry-run", action="store_true", help="list the runs and whether each is done, resumable or new; run nothing")
+    add("--force", action="store_true", help="rerun runs that already finished")
+    add("--smoke", action="store_true",
+        help="check the config quickly: 1 epoch of Digits with a tiny model, results under <results root>-smoke")
+    add("--quiet", action="store_true", help="one line per run; the runs' own output goes to <results root>/sweep.log")
+    add("--keep-checkpoints", action="store_true",
+        help="keep the intermediate checkpoints of finished runs (default: only the first and the last stay)")
+    return p
+
+
+SMOKE_SETTINGS = dict(set="Digits", model="DigitsConvNet", model_name=None, output_size=None, width_mult=0.25,
+                      epochs=1, warmup_length=0, batch_size=128, test_batch_size=256, workers=0, test_freq=None)
+
+
+def make_config(setup: DataSetup, ns: Optional[argparse.Namespace] = None, **overrides) -> Config:
+    """The setup with the parsed flags ``ns`` (or keyword overrides of the same names) applied."""
+    import torch
+
+    o = {**(vars(ns) if ns is not None else {}), **overrides}
+    get = lambda k: o.get(k)  # noqa: E731
+    base = setup.base
+    root = Path(get("log_dir")).expanduser() if get("log_dir") else setup.log_root
+    seeds, simplex_n, alphas = setup.seeds, setup.simplex_n, ALPHAS
+    if get("smoke"):
+        base = replace(base, **SMOKE_SETTINGS)
+        simplex_n, alphas = simplex_n[:1], (0.0, 0.5, 1.0)
+        if not get("log_dir"):
+            root = root.with_name(root.name + "-smoke")
+    device = get("device") or base.device
+    if not get("device") and device == "cpu" and torch.cuda.is_available() and not get("smoke"):
+        device = "cuda"
+    base = replace(base, device=device, multigpu=None if device == "cpu" else base.multigpu)
+    if get("data"):
+        base = replace(base, data=get("data"))
+    if get("epochs") is not None:
+        base = replace(base, epochs=get("epochs"), warmup_length=min(base.warmup_length, max(0, get("epochs") - 1)))
+    return Config(
+        key=setup.key,
+        base=base,
+        seeds=get("seeds") or seeds,
+        simplex_n=get("n") or simplex_n,
+        label_noise=get("label_noise") or setup.label_noise,
+        alphas=get("alphas") or alphas,
+        log_root=root.resolve(),
+        checkpoint_every=setup.checkpoint_every,
+        threads=get("threads") or (1 if get("smoke") else setup.threads),
+        force=bool(get("force")),
+        dry_run=bool(get("dry_run")),
+        quiet=bool(get("quiet")),
+        keep_checkpoints=bool(get("keep_checkpoints")),
+    )
+
+
+def run_cli(runs: Callable[[Config], Iterable[Run]], setup: DataSetup, doc: str = "",
+            argv: Optional[Sequence[str]] = None) -> int:
+    """Entry point of a config script: parse the flags, run the sweep, exit status 0 (2 on bad input)."""
+    ns = build_parser((doc or "").strip()).parse_args(argv)
+    try:
+        cfg = make_config(setup, ns)
+        execute(list(runs(cfg)), cfg)
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\ninterrupted; run the same command again to continue from the last checkpoint", file=sys.stderr)
+        return 130
+    return 0
+
+
+# --- finding earlier attempts -------------------------------------------------------------------
+
+_CKPT = re.compile(r"epoch_(\d+)_iter_(\d+)\.pt$")
+
+
+def checkpoints(run_dir: Path) -> list:
+    """``[(epoch, iter, path)]`` of the checkpoints in a run folder, oldest first."""
+    out = []
+    for p in run_dir.glob("epoch_*_iter_*.pt"):
+        m = _CKPT.search(p.name)
+        if m:
+            out.append((int(m.group(1)), int(m.group(2)), p))
+    return sorted(out)
+
+
+def _normalise(s: Settings) -> Settings:
+    """The settings as main.py records them (``--n`` inferred, SWA's trainer and model count)."""
+    from main import check_settings
+
+    # --pretrained needs --resume, which an evaluation gets only once its checkpoints are found.
+    return replace(check_settings(replace(s, pretrained=False)), pretrained=s.pretrained)
+
+
+def same_run(saved: dict, s: Settings, ignore: frozenset = NOT_IDENTITY) -> bool:
+    """Whether ``settings.txt`` contents ``saved`` describe the run ``s`` (fields left unset in ``s``,
+    such as the data set's default model, match anything)."""
+    for f in dataclasses.fields(Settings):
+        mine = getattr(s, f.name)
+        if f.name in ignore or f.name not in saved or mine is None or (f.name == "n" and mine == -1):
+            continue
+        theirs = saved[f.name]
+        if isinstance(mine, tuple):
+            theirs = tuple(theirs) if isinstance(theirs, list) else theirs
+        if theirs != mine:
+            return False
+    return True
+
+
+def attempts(s: Settings, ignore: frozenset = NOT_IDENTITY) -> list:
+    """``[(i, folder)]`` of the earlier attempts ``<log_dir>/<name>+try=<i>/`` of the run ``s``."""
+    root = Path(s.log_dir).expanduser()
+    if not root.is_dir():
+        return []
+    pattern = re.compile(re.escape(s.name) + r"\+try=(\d+)$")
+    found = []
+    for d in root.iterdir():
+        m = pattern.match(d.name)
+        if not (m and d.is_dir()):
+            continue
+        try:
+            saved = json.loads((d / "settings.txt").read_text())
+        except (OSError, ValueError):
+            continue
+        if same_run(saved, s, ignore):
+            found.append((int(m.group(1)), d))
+    return sorted(found)
+
+
+def has_row(rows: list, name: str, i: int) -> bool:
+    """Whether results.csv ``rows`` hold a row of attempt ``i`` (a grid evaluation's rows add
+    ``+alpha0=...``)."""
+    full = f"{name}+try={i}"
+    return any(r.get("Name") == full or r.get("Name", "").startswith(full + "+") for r in rows)
+
+
+def final_checkpoint(s: Settings) -> Optional[Path]:
+    """The final checkpoint of the newest finished attempt of the training run ``s``, or None."""
+    s = _normalise(s)
+    for _, d in reversed(attempts(s)):
+        final = [p for e, _, p in checkpoints(d) if e == s.epochs]
+        if final:
+            return final[-1]
+    return None
+
+
+@dataclass
+class Plan:
+    """What :func:`execute` does with a run: ``skip`` (done), ``resume`` (``settings.resume`` is the
+    newest checkpoint) or ``new``."""
+
+    action: str
+    settings: Settings
+    detail: str = ""
+    missing: list = field(default_factory=list)  # names of needed training runs without a final checkpoint
+
+
+def plan(run: Run, cfg: Config) -> Plan:
+    """Decide what to do with ``run``: skip, resume or start it (and resolve its checkpoints)."""
+    s = _normalise(run.settings)
+    if run.needs:
+        paths = [final_checkpoint(t) for t in run.needs]
+        missing = [t.name for t, p in zip(run.needs, paths) if p is None]
+        if missing:
+            return Plan("new", s, "needs training first", missing=missing)
+        s = replace(s, resume=tuple(str(p) for p in paths))
+    tries = attempts(s, NOT_IDENTITY - {"resume"} if run.needs else NOT_IDENTITY)
+    if cfg.force:
+        return Plan("new", s, "rerun (--force)" if tries else "new")
+    rows = read_results(Path(s.log_dir) / "results.csv")
+    with_row = [d for i, d in tries if has_row(rows, s.name, i)]
+    ckpts = [(e, it, i, p) for i, d in tries for e, it, p in checkpoints(d) if 0 < e <= s.epochs]
+    # Finished: a results row, and (for training) a final checkpoint -- in the same attempt, or in
+    # two when a run stopped between saving its last checkpoint and writing its row and was resumed.
+    if with_row and (not s.save or any(e == s.epochs for e, *_ in ckpts)):
+        return Plan("skip", s, f"done ({with_row[-1].name})")
+    if ckpts and not run.needs and s.save:
+        e, _, _, p = max(ckpts)
+        return Plan("resume", replace(s, resume=(str(p),), pretrained=False), f"resume from epoch {e}")
+    return Plan("new", s, "new")
+
+
+def prune(s: Settings) -> None:
+    """Delete the intermediate checkpoints of a finished training run (all its attempts); the
+    initialisation and the final checkpoint stay, as the original keeps them."""
+    for _, d in attempts(s):
+        for e, _, p in checkpoints(d):
+            if 0 < e < s.epochs:
+                p.unlink(missing_ok=True)
+
+
+# --- running ------------------------------------------------------------------------------------
+
+
+def _label(s: Settings, cfg: Config) -> str:
+    try:
+        family = str(Path(s.log_dir).relative_to(cfg.log_root))
+    except ValueError:
+        family = s.log_dir
+    return f"{family}/{s.name}"
+
+
+def execute(runs: Sequence[Run], cfg: Config) -> list:
+    """Run ``runs`` in order (skipping finished ones, resuming interrupted ones); returns the
+    :class:`main.RunSummary` of each run made. Missing training checkpoints of an evaluation stop
+    the sweep before anything runs, with one line naming the config to run first."""
+    import torch
+
+    threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        return _execute(runs, cfg)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _execute(runs: Sequence[Run], cfg: Config) -> list:
+    from main import main
+
+    plans = [plan(r, cfg) for r in runs]
+    blocked = [(r, p) for r, p in zip(runs, plans) if p.missing]
+    if blocked and not cfg.dry_run:
+        r, p = blocked[0]
+        raise UserError(
+            f"no finished training run {p.missing[0]} (final checkpoint, epoch {r.needs[0].epochs}) in "
+            f"{r.needs[0].log_dir}; run `python {r.trained_by}` first ({len(blocked)} evaluation(s) wait for it)"
+        )
+    summaries = []
+    width = len(str(len(runs)))
+    for k, (r, p) in enumerate(zip(runs, plans), 1):
+        head = f"[{k:>{width}}/{len(runs)}] {'eval ' if r.needs else 'train'} {_label(p.settings, cfg)}"
+        if cfg.dry_run:
+            what = f"waits for `python {r.trained_by}`" if p.missing else p.detail
+            print(f"{head}: {what}", flush=True)
+            continue
+        if p.action == "skip":
+            print(f"{head}: {p.detail}, skipped", flush=True)
+            continue
+        print(f"{head}: {p.detail} ...", end="" if cfg.quiet else "\n", flush=True)
+        start = time.time()
+        with _output(cfg, p.settings):
+            summary = main(p.settings)
+        if p.settings.save and not cfg.keep_checkpoints:
+            prune(p.settings)
+        print(f"{'' if cfg.quiet else head + ': '}done in {time.time() - start:.1f}s, acc {summary.curr_acc1:.4f}", flush=True)
+        summaries.append(summary)
+    return summaries
+
+
+@contextlib.contextmanager
+def _output(cfg: Config, s: Settings):
+    """With ``--quiet``, send a run's own output (epoch lines, progress bars) to ``sweep.log``."""
+    if not cfg.quiet:
+        yield
+        return
+    cfg.log_root.mkdir(parents=True, exist_ok=True)
+    with open(cfg.log_root / "sweep.log", "a", encoding="utf-8") as log:
+        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {s.log_dir}/{s.name}\n")
+        log.flush()
+        with contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
+            yield

@@ -1,0 +1,1 @@
+"""TinyImageNet experiment configs (the paper's settings; see common.py)."""
