@@ -25,6 +25,7 @@ from args import Settings, parse_args, replace
 from modes.modules import coefficients_of, get_layer_type
 from utils.checkpoint import as_float, load_checkpoint, load_model_state, save_checkpoint
 from utils.errors import UserError
+from utils.memory import keep_freed_memory
 from utils.optim import get_optimizer
 from utils.results import append_rows
 from utils.schedulers import assign_learning_rate, get_schedule
@@ -176,6 +177,10 @@ def main(settings: Settings) -> RunSummary:
     trainer_cls = trainers.get_trainer(s.trainer)
     seed_everything(s.seed)
     device = resolve_device(s)
+    if device.type == "cpu":
+        keep_freed_memory()  # glibc: no page-faulting of freed activations back in at every step
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed-size batches: pick the fastest kernels once, as the original
     data = datasets.get_dataset(s)
     s = replace(
         s,

@@ -32,6 +32,13 @@ def crop_and_flip(x: torch.Tensor, pad: int, offsets: torch.Tensor, flips: torch
     return padded.reshape(b, c, hp * wp).gather(2, index).view(b, c, h, w)
 
 
+def _to_device(t: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """Host-drawn randomness to the device without a sync (pinned, non-blocking on CUDA)."""
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
 class TensorLoader:
     """Batches ``(x, y)`` of whole tensors on a device; optional crop/flip/normalise per batch.
 
@@ -66,7 +73,7 @@ class TensorLoader:
 
     def __iter__(self) -> Iterator[tuple]:
         n = len(self.y)
-        order = torch.randperm(n, generator=self.generator).to(self.device) if self.shuffle else None
+        order = _to_device(torch.randperm(n, generator=self.generator), self.device) if self.shuffle else None
         for start in range(0, n, self.batch_size):
             if order is None:
                 xb, yb = self.x[start:start + self.batch_size], self.y[start:start + self.batch_size]
@@ -83,7 +90,7 @@ class TensorLoader:
             flips = torch.rand(b, generator=self.generator) < 0.5
             if not self.flip:
                 flips.fill_(False)
-            xb = crop_and_flip(xb, self.pad, offsets.to(xb.device), flips.to(xb.device))
+            xb = crop_and_flip(xb, self.pad, _to_device(offsets, xb.device), _to_device(flips, xb.device))
         if xb.dtype == torch.uint8:
             xb = xb.float().div_(255)
         if self.mean is not None:

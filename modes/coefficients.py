@@ -120,8 +120,21 @@ class SimplexCoefficients(Coefficients):
         return tuple(1.0 if k == i else 0.0 for k in range(1, self.num_tensors))
 
 
-def combine(tensors: Sequence[torch.Tensor], coeffs: Sequence[float]) -> torch.Tensor:
-    """``sum_i coeffs[i] * tensors[i]`` in as few kernels as possible (one lerp for a line)."""
+def combine(tensors: Sequence[torch.Tensor], coeffs: "Sequence[float] | torch.Tensor") -> torch.Tensor:
+    """``sum_i coeffs[i] * tensors[i]`` in as few kernels as possible (one lerp for two tensors).
+
+    ``coeffs`` is a sequence of floats (eager mode: no kernels for the coefficients) or a 1-d
+    tensor (what compiled code reads: a tensor keeps ``torch.compile`` from specialising on the
+    point). Two tensors with a tensor of coefficients are always a line ``c = (1 - a, a)`` (lines
+    and simplexes of 2), so they take one ``lerp`` too.
+    """
+    if isinstance(coeffs, torch.Tensor):
+        if len(tensors) == 2:
+            return torch.lerp(tensors[0], tensors[1], coeffs[1])
+        out = tensors[0] * coeffs[0]
+        for i in range(1, len(tensors)):
+            out = torch.addcmul(out, tensors[i], coeffs[i])
+        return out
     if len(tensors) == 2 and abs(coeffs[0] + coeffs[1] - 1.0) < 1e-12:
         return torch.lerp(tensors[0], tensors[1], coeffs[1])
     out = tensors[0] * coeffs[0]

@@ -42,6 +42,17 @@ class SubspaceLayer:
 
     Subclasses set ``coefficients`` (a :class:`Coefficients`) and call :meth:`_add_endpoints`
     after the plain layer's ``__init__``.
+
+    The point lives in the original's float attributes (``alpha``, ``t1..``: the API, read and
+    set as before). Setting it also stores its coefficients ``c(point)``, which the forward pass
+    reads, twice: as Python floats (``_cvals``, what eager mode uses: no extra kernels) and as a
+    small tensor on the layer's device (``_coeffs``, what ``torch.compile`` traces: a tensor, not
+    a constant, so a new point does not recompile). :func:`modes.set_point` sets a whole model
+    with one coefficient tensor (one host-to-device copy). Like the floats they mirror, these are
+    plain attributes, not buffers: not module state (not in the state dict, untouched by code
+    that saves or restores buffers); ``_apply`` keeps ``_coeffs`` on the layer's device and
+    dtype. Setting a point replaces the tensor instead of writing into it, so a graph that saved
+    the old coefficients (``--num-samples`` > 1) keeps its own.
     """
 
     coefficients: Coefficients
@@ -63,6 +74,7 @@ class SubspaceLayer:
                 init(name, p)
                 self.register_parameter(f"{name}{i}", p)
             self._endpoint_params[name] = (name, *(f"{name}{i}" for i in range(1, self.num_tensors)))
+        self.__dict__["_coeffs"] = torch.empty(self.num_tensors)
         self.set_point(self.coefficients.centre())
 
     def endpoints(self, name: str = "weight") -> list:
@@ -74,19 +86,50 @@ class SubspaceLayer:
         """The current point, read from the original's attributes (``alpha`` or ``t1..``)."""
         return tuple(getattr(self, a) for a in self.coefficients.point_attrs)
 
-    def set_point(self, point: Sequence[float]) -> None:
-        """Set the point this layer computes with (``alpha``, or ``t1..t{n-1}``)."""
+    def _check_point(self, point: Sequence[float]) -> None:
         attrs = self.coefficients.point_attrs
         if len(point) != len(attrs):
             raise ValueError(f"{type(self).__name__} takes a point of {len(attrs)} values, got {len(point)}")
-        for a, v in zip(attrs, point):
-            object.__setattr__(self, a, float(v))
+
+    def set_point(self, point: Sequence[float]) -> None:
+        """Set the point this layer computes with (``alpha``, or ``t1..t{n-1}``).
+
+        To set many layers, :func:`modes.set_point` is faster (one tensor for all of them).
+        """
+        self._check_point(point)
+        point = tuple(map(float, point))
+        cvals = tuple(self.coefficients(point))
+        old = self._coeffs
+        coeffs = torch.tensor(cvals, dtype=old.dtype).to(old.device)
+        self.__dict__.update(zip(self.coefficients.point_attrs, point), _cvals=cvals, _coeffs=coeffs)
+
+    def _apply(self, fn, recurse: bool = True):
+        # .to(), .cuda(), .half() ...: the coefficients follow the parameters' device and dtype.
+        super()._apply(fn, recurse)
+        like = fn(self._coeffs)
+        self.__dict__["_coeffs"] = torch.tensor(self._cvals, dtype=like.dtype).to(like.device)
+        return self
+
+    def __setattr__(self, name: str, value) -> None:
+        # The original sets the point with setattr(m, "alpha", a): keep the coefficients in step.
+        coefficients = getattr(type(self), "coefficients", None)
+        if coefficients is not None and name in coefficients.point_attrs and "_coeffs" in self.__dict__:
+            point = [value if a == name else getattr(self, a) for a in self.coefficients.point_attrs]
+            self.set_point(point)
+        else:
+            super().__setattr__(name, value)
 
     def combined(self, name: str) -> torch.Tensor | None:
         """The parameter ``name`` at the current point: ``sum_i c_i * name_i``."""
         if name not in self._endpoint_params:
             return None
-        return combine(self.endpoints(name), self.coefficients(self.point))
+        tensors = self.endpoints(name)
+        if not torch.compiler.is_compiling():
+            return combine(tensors, self._cvals)
+        coeffs = self._coeffs
+        if coeffs.device != tensors[0].device:  # a DataParallel replica shares the original's
+            coeffs = coeffs.to(tensors[0].device)
+        return combine(tensors, coeffs)
 
     def initialize(self, initialize_fn: Callable[[torch.Tensor], object]) -> None:
         """Initialise the extra weight endpoints (``weight1, ...``) with ``initialize_fn``, as the

@@ -28,19 +28,53 @@ def subspace_coefficients(model: nn.Module) -> Coefficients | None:
 
 
 def set_point(layers: Iterable | nn.Module, point: Sequence[float]) -> None:
-    """Set one point on every subspace layer (a model or a list of its layers)."""
+    """Set one point on every subspace layer (a model or a list of its layers).
+
+    The coefficients are computed once and reach the device in one copy, shared by all layers.
+    """
     if isinstance(layers, nn.Module):
         layers = subspace_layers(layers)
-    for m in layers:
-        m.set_point(point)
+    _assign(list(layers), [tuple(point)], shared=True)
 
 
 def set_points(layers: Sequence, points: torch.Tensor) -> None:
     """Set one point per layer (the layerwise variant): ``points`` has one row per layer."""
     if len(points) != len(layers):
         raise ValueError(f"{len(points)} points for {len(layers)} layers")
-    for m, p in zip(layers, points.tolist()):
-        m.set_point(p)
+    _assign(list(layers), [tuple(p) for p in points.tolist()], shared=False)
+
+
+def _assign(layers: list, points: list, shared: bool) -> None:
+    """Store ``points`` (one, or one per layer) in ``layers``, one coefficient table per group of
+    layers with the same device, dtype and coefficient function.
+
+    No host-device sync: the table is built on the host and copied once per group, without
+    blocking, from pinned memory when it goes to a GPU (the caching host allocator keeps that
+    memory until the copy is done).
+    """
+    groups: dict = {}
+    for i, m in enumerate(layers):
+        c = m._coeffs
+        groups.setdefault((c.device, c.dtype, m.coefficients), []).append(i)
+    for (device, dtype, coefficients), idx in groups.items():
+        attrs = coefficients.point_attrs
+        pts = [tuple(map(float, points[0 if shared else i])) for i in ([idx[0]] if shared else idx)]
+        for p in pts:
+            if len(p) != len(attrs):
+                layers[idx[0]]._check_point(p)  # raises with the layer type in the message
+        cvals = [tuple(coefficients(p)) for p in pts]
+        table = torch.tensor(cvals, dtype=dtype)
+        if device.type == "cuda":
+            table = table.pin_memory().to(device, non_blocking=True)
+        elif device.type != "cpu":
+            table = table.to(device)
+        if shared:
+            state = dict(zip(attrs, pts[0]), _cvals=cvals[0], _coeffs=table[0])
+            for i in idx:
+                layers[i].__dict__.update(state)
+        else:
+            for i, p, c, row in zip(idx, pts, cvals, table.unbind(0)):
+                layers[i].__dict__.update(zip(attrs, p), _cvals=c, _coeffs=row)
 
 
 def sample_and_set(layers: Sequence, coefficients: Coefficients, generator: torch.Generator, layerwise: bool) -> tuple:

@@ -114,14 +114,41 @@ class Trainer:
         return ctx.criterion(out, y), out
 
 
+def uncompiled(model: nn.Module) -> nn.Module:
+    """The module inside a ``torch.compile`` wrapper (``--compile``), or ``model`` itself.
+
+    BatchNorm recomputation runs it: its cumulative average (momentum None) reads the batch
+    count as a Python float, which would make a compiled model recompile at every batch.
+    """
+    return getattr(model, "_orig_mod", model)
+
+
+def train_step(ctx: RunContext, loss_fn: Callable, state: object, x: torch.Tensor, y: torch.Tensor) -> tuple:
+    """One training step of the first model: ``loss_fn`` forward (under ``--amp`` autocast),
+    backward, optimizer step. Returns ``(loss, logits)``, still on the device: nothing here
+    waits for the device."""
+    optimizer = ctx.optimizers[0]
+    optimizer.zero_grad(set_to_none=True)
+    with autocast(ctx.device, ctx.settings.amp):
+        loss, out = loss_fn(ctx, state, x, y)
+    if ctx.scaler is not None:
+        ctx.scaler.scale(loss).backward()
+        ctx.scaler.step(optimizer)
+        ctx.scaler.update()
+    else:
+        loss.backward()
+        optimizer.step()
+    return loss, out
+
+
 def train_epoch(ctx: RunContext, epoch: int, loss_fn: Callable, state: object) -> float:
-    """One epoch of the first model: forward through ``loss_fn``, backward, step.
+    """One epoch of the first model: :func:`train_step` on every batch.
 
     No host-device sync per step: the running loss and accuracy stay on the device and are read
     every ``--log-interval`` batches (for the progress bar and TensorBoard) and at the end.
     """
     s = ctx.settings
-    model, optimizer = ctx.models[0], ctx.optimizers[0]
+    model = ctx.models[0]
     model.train()
     loader = ctx.data.train_loader
     n_batches = len(loader)
@@ -131,16 +158,7 @@ def train_epoch(ctx: RunContext, epoch: int, loss_fn: Callable, state: object) -
     bar = tqdm(loader, total=n_batches, desc=f"epoch {epoch + 1}/{s.epochs}", leave=False, dynamic_ncols=True, disable=None)
     for batch_idx, (x, y) in enumerate(bar):
         x, y = to_device(x, ctx.device, s.channels_last), y.to(ctx.device, non_blocking=True)
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(ctx.device, s.amp):
-            loss, out = loss_fn(ctx, state, x, y)
-        if ctx.scaler is not None:
-            ctx.scaler.scale(loss).backward()
-            ctx.scaler.step(optimizer)
-            ctx.scaler.update()
-        else:
-            loss.backward()
-            optimizer.step()
+        loss, out = train_step(ctx, loss_fn, state, x, y)
         total_loss += loss.detach()
         correct += (out.detach().argmax(dim=1) == y).sum()
         seen += len(y)
