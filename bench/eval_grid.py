@@ -157,7 +157,7 @@ def original_run(ckpt: str, alpha0: float, alpha1: float, args) -> dict:
     nets = [models.get_model("CIFARResNet", builder, output_size=Source.num_classes, model_name=args.model_name)
             for _ in range(2)]
     for net in nets:  # args.resume = [ckpt] * 2: each model loads the file
-        checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)  # full unpickling, as in its day (the faster)
+        checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)  # the original unpickled fully; safe loading costs the same here
         model_dict = net.state_dict()
         # (It strips a "module." prefix from every key blindly; these keys have none, so they load as they are.)
         model_dict.update({k: v for k, v in checkpoint["state_dicts"][0].items() if k in model_dict})

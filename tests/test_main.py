@@ -227,3 +227,31 @@ def test_results_header_grows_with_new_columns(tmp_path):
     assert "norm" in header and "ece" in header and all(h == h.strip() for h in header)
     rows = read_results(path)
     assert rows[0]["norm"] == "2" and rows[0]["ece"] == "" and rows[1]["ece"] == "0.1"
+
+
+def test_save_iters_and_save_epochs_write_checkpoints(tmp_path):
+    assert run(FAST + ["--epochs", "3", "--save-iters", "3,15", "--save-epochs", "2", "--log-dir", tmp_path, "--name", "c"]) == 0
+    names = {p.name for p in (tmp_path / "c+try=0").glob("*.pt")}
+    # the initialisation, the two iterations (12 batches per epoch), epoch 2, the last
+    assert names == {"epoch_0_iter_0.pt", "epoch_0_iter_3.pt", "epoch_1_iter_15.pt", "epoch_2_iter_24.pt", "epoch_3_iter_36.pt"}
+    assert all(torch.load(tmp_path / "c+try=0" / n, weights_only=True)["settings"]["name"] == "c+try=0" for n in names)
+
+
+def test_num_samples_draws_a_point_per_part_of_the_batch(tmp_path, monkeypatch):
+    """Appendix B: --num-samples K trains K points per batch, each on its own part of it."""
+    import trainers.subspace as sub
+
+    points, sizes = [], []
+    real_sample = sub.sample_and_set
+
+    def spy(layers, coeffs, gen, layerwise):
+        points.append(real_sample(layers, coeffs, gen, layerwise))
+        return points[-1]
+
+    monkeypatch.setattr(sub, "sample_and_set", spy)
+    s = parse_args(["--set", "Digits", "--conv-type", "LinesConv", "--bn-type", "LinesBN", "--trainer",
+                    "train_one_dim_subspaces", "--epochs", "1", "--num-samples", "4", "--batch-size", "128"])
+    summary = main_mod.main(s)
+    assert len(points) == 4 * 12  # 12 batches of Digits' 1437 training images, 4 points each
+    assert len(set(points)) == len(points)  # every part of every batch has its own point
+    assert summary.curr_acc1 > 0.3
