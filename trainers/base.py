@@ -14,6 +14,7 @@ from tqdm import tqdm
 
 from modes import subspace_coefficients
 from utils.errors import UserError
+from utils.bn import uncompiled  # noqa: F401  (re-exported)
 from utils.evaluation import autocast, to_device
 
 
@@ -112,15 +113,6 @@ class Trainer:
         """Loss and logits of one batch (the forward pass of the training step)."""
         out = ctx.models[0](x)
         return ctx.criterion(out, y), out
-
-
-def uncompiled(model: nn.Module) -> nn.Module:
-    """The module inside a ``torch.compile`` wrapper (``--compile``), or ``model`` itself.
-
-    BatchNorm recomputation runs it: its cumulative average (momentum None) reads the batch
-    count as a Python float, which would make a compiled model recompile at every batch.
-    """
-    return getattr(model, "_orig_mod", model)
 
 
 def train_step(ctx: RunContext, loss_fn: Callable, state: object, x: torch.Tensor, y: torch.Tensor) -> tuple:

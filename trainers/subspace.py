@@ -7,7 +7,7 @@ from modes import conv_layers, cosine_regulariser, endpoint_pair, endpoint_stats
 from utils.bn import update_bn
 from utils.seed import make_generator
 
-from .base import RunContext, Trainer, uncompiled
+from .base import RunContext, Trainer
 from .default import test_metrics
 
 
@@ -58,7 +58,7 @@ class SubspaceTrainer(Trainer):
         coeffs = subspace_coefficients(net)
         set_point(net, coeffs.centre())
         if recompute_bn:
-            update_bn(ctx.data.bn_loader, uncompiled(model), ctx.device)
+            update_bn(ctx.data.bn_loader, model, ctx.device)  # unwraps a compiled model itself
         acc, metrics = test_metrics(ctx, model, epoch)
         cossim, l2 = endpoint_stats(net)
         ctx.log_scalar("test/norm", l2, epoch)
