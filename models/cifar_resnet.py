@@ -49,9 +49,12 @@ class Block(nn.Module):
             self.shortcut = nn.Sequential()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)))
+        # In place where autograd allows (BatchNorm's backward keeps its input, not its output), as
+        # the original's ``out +=``: one memory pass and one allocation less per op.
+        out = self.bn1(self.conv1(x)).relu_()
         out = self.dropout(self.bn2(self.conv2(out)))  # as the original: on the residual branch, before the add
-        return F.relu(out + self.shortcut(x))
+        out += self.shortcut(x)
+        return out.relu_()
 
 
 @register_model
@@ -85,7 +88,7 @@ class CIFARResNet(Net):
         self.fc = builder.conv1x1(current, output_size)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.blocks(F.relu(self.bn(self.conv(x))))
+        out = self.blocks(self.bn(self.conv(x)).relu_())
         return F.adaptive_avg_pool2d(out, 1).flatten(1)
 
     def classify(self, feats: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,7 @@ class DigitsConvNet(Net):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         for conv, bn in zip(self.convs, self.bns):
-            x = F.relu(bn(conv(x)))
+            x = bn(conv(x)).relu_()
         return self.dropout(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
     def classify(self, feats: torch.Tensor) -> torch.Tensor:

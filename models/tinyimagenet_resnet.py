@@ -47,7 +47,9 @@ class BasicBlock(nn.Module):
         self.shortcut = _shortcut(builder, in_channels, out, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.residual_function(x) + self.shortcut(x))
+        out = self.residual_function(x)  # ends in a BatchNorm: its output may be changed in place
+        out += self.shortcut(x)
+        return out.relu_()
 
 
 class BottleNeck(nn.Module):
@@ -72,7 +74,9 @@ class BottleNeck(nn.Module):
         self.shortcut = _shortcut(builder, in_channels, out, stride)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.residual_function(x) + self.shortcut(x))
+        out = self.residual_function(x)  # ends in a BatchNorm: its output may be changed in place
+        out += self.shortcut(x)
+        return out.relu_()
 
 
 class TinyImageNetResNet(Net):

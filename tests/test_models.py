@@ -322,3 +322,27 @@ def test_mismatched_layer_types():
         Builder("LinesConv", "CurvesBN")
     with pytest.raises(UserError, match="LinesConv"):
         Builder("LineConv", "LinesBN")
+
+
+@pytest.mark.parametrize("conv_type,bn_type", [("StandardConv", "StandardBN"), ("LinesConv", "LinesBN")])
+def test_in_place_block_matches_the_out_of_place_formula(conv_type, bn_type):
+    """The CIFAR block's ReLUs and residual add run in place; values and gradients are those of
+    relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x))."""
+    torch.manual_seed(0)
+    block = Block(4, 8, True, Builder(conv_type, bn_type)).train()
+    x = torch.randn(3, 4, 8, 8, requires_grad=True)
+
+    def reference(x):
+        out = torch.relu(block.bn1(block.conv1(x)))
+        return torch.relu(block.bn2(block.conv2(out)) + block.shortcut(x))
+
+    grads = []
+    for f in (block, reference):
+        x.grad = None
+        block.zero_grad()
+        y = f(x)
+        y.pow(2).sum().backward()
+        grads.append((y.detach(), x.grad.clone(), [p.grad.clone() for p in block.parameters()]))
+    (y0, gx0, gp0), (y1, gx1, gp1) = grads
+    assert torch.allclose(y0, y1, atol=1e-6) and torch.allclose(gx0, gx1, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(gp0, gp1))
