@@ -105,7 +105,13 @@ class Settings:
     multigpu: Optional[tuple] = _opt(None, "GPU ids for DataParallel, e.g. 0,1 (implies --device cuda)", type=_ints, metavar="G,G,...")
     workers: int = _opt(4, "data loading worker processes (image folders)")
     data_on_device: bool = _opt(False, "hold a data set that fits (Digits, CIFAR) on the device and augment it there in batches", action="store_true")
-    channels_last: bool = _opt(False, "use the channels-last memory format (faster convolutions on GPUs)", action="store_true")
+    channels_last: Optional[bool] = _opt(
+        None,
+        "channels-last memory format (faster convolutions on CPUs, and on GPUs with --amp); default: on for "
+        "evaluation-only runs (eval_one_dim_subspaces, eval_simplexes, ensemble) on a CPU, off otherwise; "
+        "--no-channels-last turns it off",
+        action=argparse.BooleanOptionalAction,
+    )
     amp: str = _opt("none", "mixed precision: none (fp32, the paper's numerics), bf16 or fp16", choices=("none", "bf16", "fp16"))
     compile: bool = _opt(False, "torch.compile the model", action="store_true")
 

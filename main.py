@@ -102,6 +102,10 @@ def check_settings(s: Settings) -> Settings:
         raise UserError(f"--device {s.device!r} is not cpu, cuda or cuda:<i>")
     if (s.amp != "none" or s.compile or s.channels_last) and s.multigpu:
         raise UserError("--amp, --compile and --channels-last are for one device; drop --multigpu")
+    if s.channels_last is None:
+        # Evaluation-only runs on a CPU: channels-last convolutions are ~1.3x faster there and change
+        # results only at float rounding. Training keeps the format it was tested with (NCHW).
+        s = replace(s, channels_last=not trainer_cls.trains and s.device == "cpu" and not s.multigpu)
     return s
 
 

@@ -5,6 +5,7 @@ straight from freshly built models (their metrics need no training to be checked
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -198,3 +199,25 @@ def test_bad_input_writes_nothing(line_ckpt, tmp_path, capsys):
     # An evaluation with nothing to evaluate.
     _bad(tmp_path, ["--set", "Digits", "--trainer", "eval_one_dim_subspaces", "--epochs", "0"] + LINE, capsys, "--resume")
     _bad(tmp_path, EVAL + LINE + ["--resume", tmp_path / "missing.pt"], capsys, "not found")
+
+
+def test_cpu_evaluation_runs_default_to_channels_last(line_ckpt, tmp_path):
+    """An evaluation-only run on a CPU uses channels-last convolutions unless told not to, and
+    gives the same accuracies as the NCHW run (other metrics equal up to float rounding)."""
+    log = tmp_path / "logs"
+    base = EVAL + LINE + ["--resume", line_ckpt, "--update-bn", "--alphas", "0,0.5,1", "--save-data", "--log-dir", log]
+    assert cli(base + ["--name", "auto"]) == 0
+    assert cli(base + ["--name", "nchw", "--no-channels-last"]) == 0
+    saved = {n: json_settings(log / f"{n}+try=0") for n in ("auto", "nchw")}
+    assert saved["auto"]["channels_last"] is True and saved["nchw"]["channels_last"] is False
+    rows = {n: [r for r in read_results(log / "results.csv") if r["Name"].startswith(n)] for n in ("auto", "nchw")}
+    assert len(rows["auto"]) == len(rows["nchw"]) == 3
+    for a, b in zip(rows["auto"], rows["nchw"]):
+        for col in ("curr_acc1", "m0_acc", "ensemble_acc"):
+            assert a[col] == b[col]
+        for col in ("tvdist", "feat_cossim", "nll"):
+            assert float(a[col]) == pytest.approx(float(b[col]), rel=1e-4, abs=1e-6)
+
+
+def json_settings(run_dir: Path) -> dict:
+    return json.loads((run_dir / "settings.txt").read_text())

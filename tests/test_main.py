@@ -255,3 +255,18 @@ def test_num_samples_draws_a_point_per_part_of_the_batch(tmp_path, monkeypatch):
     assert len(points) == 4 * 12  # 12 batches of Digits' 1437 training images, 4 points each
     assert len(set(points)) == len(points)  # every part of every batch has its own point
     assert summary.curr_acc1 > 0.3
+
+
+def test_channels_last_is_on_by_default_only_for_cpu_evaluation_runs():
+    assert parse_args([]).channels_last is None  # auto
+    assert parse_args(["--channels-last"]).channels_last is True
+    assert parse_args(["--no-channels-last"]).channels_last is False
+    check = main_mod.check_settings
+    for trainer in ("eval_one_dim_subspaces", "eval_simplexes", "ensemble"):
+        ev = Settings(trainer=trainer, resume=("x.pt",), pretrained=True, epochs=0)
+        assert check(ev).channels_last is True, trainer
+        assert check(replace(ev, channels_last=False)).channels_last is False
+    for trainer in ("default", "train_one_dim_subspaces", "train_simplexes", "swa"):
+        s = Settings(trainer=trainer)
+        assert check(s).channels_last is False, trainer  # training keeps NCHW
+        assert check(replace(s, channels_last=True)).channels_last is True
