@@ -14,7 +14,15 @@ crops and flips), and must report the same accuracies (checked; the script fails
 * This project: ``main.py --trainer eval_one_dim_subspaces --alphas 0,0.05,...,1 --update-bn``:
   one run; each of the 21 distinct points is evaluated once (BatchNorm passes under no_grad),
   the BatchNorm and test batches decoded once and replayed; the pair metrics come from the
-  points' kept outputs. 21 BatchNorm passes and 21 test passes.
+  points' kept outputs. 21 BatchNorm passes and 21 test passes. Its defaults on a CPU: an
+  evaluation-only run uses channels-last convolutions (``--project-channels-last`` overrides).
+
+Each grid runs in a fresh Python process, set up as each procedure's own code sets it up: the
+original's config script runs all its runs in one process that leaves glibc's allocator at its
+defaults (freed activations are handed back to the OS and page-faulted in again: the table counts
+the page faults); this project's ``main()`` calls :func:`utils.memory.keep_freed_memory` on a
+CPU. ``--original-malloc-tuned`` gives the original's process that setting too, to separate the
+effects.
 
 Data: ``--data`` a folder of class folders ``train/<class>/*`` and ``test/<class>/*`` (e.g. the
 CIFAR-10 JPEGs), of which every k-th image is used (``--bn-images`` training, ``--test-images``
@@ -23,9 +31,8 @@ image folders (PIL opens and decodes every image in every pass of its loaders); 
 ``--data``, synthetic 32x32 images held as uint8 arrays, as the original holds CIFAR-10 (it
 still converts and augments every image in every pass). The line is trained here first
 (``--train-epochs`` on the same training images, with this project's trainer) unless
-``--checkpoint`` names one. The process runs with :func:`utils.memory.keep_freed_memory` (the
-CPU training loop's malloc setting) for both procedures. The last line is
-``speedup: <original / project>`` (medians of the interleaved repetitions).
+``--checkpoint`` names one. The last line is ``speedup: <original / project>`` (medians of the
+interleaved repetitions).
 
     python bench/eval_grid.py                                   # synthetic data, a few minutes
     python bench/eval_grid.py --data ~/data/cifar10-jpg         # CIFAR-10 JPEG subset
@@ -33,16 +40,21 @@ CPU training loop's malloc setting) for both procedures. The last line is
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
+import resource
+import subprocess
 import sys
 import tempfile
 import time
+import types
 
 import common  # first: it puts the repository on sys.path
 import numpy as np
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 import data as datasets
@@ -150,11 +162,30 @@ def original_update_bn(loader, model: nn.Module) -> None:
     model.train(was_training)
 
 
+def original_ops(net: nn.Module) -> nn.Module:
+    """Give a CIFARResNet the original's op sequence: its ReLUs out of place, the residual added in
+    place (this project's model does both in place). Modules and weights stay as they are."""
+
+    def block_forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += self.shortcut(x)
+        return F.relu(out)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return F.adaptive_avg_pool2d(self.blocks(F.relu(self.bn(self.conv(x)))), 1).flatten(1)
+
+    for block in net.blocks:
+        block.forward = types.MethodType(block_forward, block)
+    net.features = types.MethodType(features, net)
+    return net
+
+
 def original_run(ckpt: str, alpha0: float, alpha1: float, args) -> dict:
     """One run of the original's main for one pair (its eval_lines config, trainer eval_one_dim_subspaces)."""
     train_loader, val_loader = original_loaders(args.batch_size)  # main: data.CIFAR10() every run
     builder = models.Builder("LinesConv", "LinesBN", "kaiming_normal")
-    nets = [models.get_model("CIFARResNet", builder, output_size=Source.num_classes, model_name=args.model_name)
+    nets = [original_ops(models.get_model("CIFARResNet", builder, output_size=Source.num_classes, model_name=args.model_name))
             for _ in range(2)]
     for net in nets:  # args.resume = [ckpt] * 2: each model loads the file
         checkpoint = torch.load(ckpt, map_location="cpu", weights_only=True)  # the original unpickled fully; safe loading costs the same here
@@ -247,6 +278,65 @@ def compare(orig: list, proj: list, grid: list) -> tuple:
     return rows, problems
 
 
+# --- one procedure in its own process ---------------------------------------------------------------
+
+
+def load_source(job: dict) -> None:
+    """Point :class:`Source` at the job's images (the arrays file or the image folder)."""
+    if job["folder"]:
+        Source.folder = job["folder"]
+    else:
+        with np.load(job["arrays"]) as a:
+            Source.x_train, Source.y_train, Source.x_test, Source.y_test = (a[k] for k in ("x_train", "y_train", "x_test", "y_test"))
+    Source.num_classes, Source.n_test = job["num_classes"], job["n_test"]
+
+
+def worker(procedure: str, job_file: str) -> None:
+    """Run one procedure's grid in this (fresh) process; write its seconds and rows as JSON.
+
+    The process is set up as each procedure's own runs it: the original's config script runs
+    its 21 runs in one Python process that never touches the allocator (glibc's defaults); this
+    project's ``main()`` calls :func:`keep_freed_memory` itself on a CPU. ``--original-malloc-tuned``
+    gives the original's process this project's setting too.
+    """
+    with open(job_file) as f:
+        job = json.load(f)
+    if job["threads"]:
+        torch.set_num_threads(job["threads"])
+    load_source(job)
+    args = argparse.Namespace(**job["args"])
+    if procedure == "original":
+        if job["original_malloc_tuned"]:
+            keep_freed_memory()
+        run = lambda: original_grid(job["ckpt"], args)  # noqa: E731
+    else:
+        run = lambda: project_grid(job["ckpt"], args, job["log_dir"])  # noqa: E731
+    t0 = time.perf_counter()
+    rows = run()
+    seconds = time.perf_counter() - t0
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    with open(job["out"], "w") as f:
+        json.dump({"seconds": seconds, "rows": rows, "page_faults": faults}, f)
+
+
+def run_worker(procedure: str, job: dict, tmp: str, rep: int) -> dict:
+    """Start a fresh Python process for one procedure's grid; its result."""
+    job = dict(job, out=os.path.join(tmp, f"{procedure}-{rep}.json"), log_dir=os.path.join(tmp, f"eval-{rep}"))
+    job_file = os.path.join(tmp, f"job-{procedure}-{rep}.json")
+    with open(job_file, "w") as f:
+        json.dump(job, f)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}  # each procedure's own allocator setting
+    proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", procedure, job_file], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"the {procedure} procedure failed:\n{proc.stderr[-3000:]}")
+    with open(job["out"]) as f:
+        return json.load(f)
+
+
+# --- the comparison --------------------------------------------------------------------------------
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default=None, help="folder with train/<class>/* and test/<class>/* (default: synthetic images)")
@@ -260,35 +350,50 @@ def main() -> None:
     p.add_argument("--original-config-grid", action="store_true",
                    help="the original eval_lines config's 22 alpha0 values (0.5 twice) instead of the 21 distinct ones")
     p.add_argument("--reps", type=int, default=5, help="interleaved repetitions (>= 5); figures are medians")
-    p.add_argument("--channels-last", action="store_true", help="run this project's evaluation with --channels-last")
-    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--project-channels-last", default="auto", choices=("auto", "on", "off"),
+                   help="this project's --channels-last (auto: its default, on for evaluation-only runs on a CPU)")
+    p.add_argument("--original-malloc-tuned", action="store_true",
+                   help="give the original's process this project's allocator setting (keep_freed_memory) too")
+    p.add_argument("--threads", type=int, default=None, help="torch threads of both processes (default: torch's)")
+    p.add_argument("--worker", nargs=2, metavar=("PROCEDURE", "JOB"), help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.worker:
+        return worker(*args.worker)
     if args.alphas:
         args.grid = [float(a) for a in args.alphas.split(",")]
     else:
         args.grid = sorted(GRID + ((0.5,) if args.original_config_grid else ()))
+    args.channels_last = {"auto": None, "on": True, "off": False}[args.project_channels_last]
     if args.threads:
         torch.set_num_threads(args.threads)
-    keep_freed_memory()  # what training the line here would set anyway; the same for both procedures
     device = torch.device("cpu")
 
     with tempfile.TemporaryDirectory() as tmp:
+        job = {"folder": None, "arrays": None, "threads": args.threads, "original_malloc_tuned": args.original_malloc_tuned,
+               "args": {k: getattr(args, k) for k in ("batch_size", "model_name", "grid", "channels_last")}}
         if args.data:
-            Source.folder = os.path.join(tmp, "images")
+            Source.folder = job["folder"] = os.path.join(tmp, "images")
             Source.num_classes = common.folder_subset(args.data, args.bn_images, args.test_images, Source.folder)
             what = f"{args.data}: every k-th image, read as the original reads image folders (torchvision ImageFolder, PIL)"
         else:
             Source.x_train, Source.y_train, Source.x_test, Source.y_test, Source.num_classes = \
                 synthetic_arrays(args.bn_images, args.test_images)
+            job["arrays"] = os.path.join(tmp, "arrays.npz")
+            np.savez(job["arrays"], x_train=Source.x_train, y_train=Source.y_train, x_test=Source.x_test, y_test=Source.y_test)
             what = "synthetic 32x32 images held as uint8 arrays (as the original holds CIFAR-10)"
         n_train = len(original_loaders(args.batch_size)[0].dataset)
         Source.n_test = len(original_loaders(args.batch_size)[1].dataset)
+        job.update(num_classes=Source.num_classes, n_test=Source.n_test)
         points = {round(a, 12) for a in args.grid} | {round(1 - a, 12) for a in args.grid}
         common.header(f"Figure 4 evaluation of a line ({len(args.grid)} pairs, {len(points)} distinct points, "
                       f"BatchNorm statistics recomputed at every point): the original's procedure vs this project's grid", device)
         print(f"# data: {what}; {n_train} training images (the BatchNorm passes), {Source.n_test} test images")
-        print(f"# model: {args.model_name} LinesConv/LinesBN, batch {args.batch_size}; this project's options: "
-              f"{'--channels-last' if args.channels_last else 'defaults (fp32, NCHW)'}")
+        print(f"# model: {args.model_name} LinesConv/LinesBN, batch {args.batch_size}")
+        print("# each grid in a fresh process, as each procedure runs: the original's "
+              + ("with this project's allocator setting (--original-malloc-tuned)" if args.original_malloc_tuned
+                 else "with glibc's default allocator settings (its code never changes them)")
+              + "; this project's as main.py sets it up on a CPU (keep_freed_memory), --channels-last "
+              + {"auto": "auto (on: an evaluation-only run on a CPU)", "on": "on", "off": "off"}[args.project_channels_last])
         sys.stdout.flush()
 
         ckpt = args.checkpoint
@@ -296,21 +401,21 @@ def main() -> None:
             t0 = time.perf_counter()
             ckpt = train_line(args, os.path.join(tmp, "train"))
             print(f"# line trained here for {args.train_epochs} epochs in {time.perf_counter() - t0:.0f}s (not timed)")
+        job["ckpt"] = os.path.abspath(ckpt)
+        procedures = ("original", "project")
         out: dict = {}
-        variants = {
-            "original": lambda: out.__setitem__("original", original_grid(ckpt, args)),
-            "project": lambda: out.__setitem__("project", project_grid(ckpt, args, os.path.join(tmp, "eval"))),
-        }
         problems: list = []
-        times: dict = {k: [] for k in variants}
+        times: dict = {k: [] for k in procedures}
+        faults: dict = {k: [] for k in procedures}
         for r in range(args.reps):
-            for k in (list(variants) if r % 2 == 0 else list(reversed(list(variants)))):
-                t0 = time.perf_counter()
-                variants[k]()
-                times[k].append(time.perf_counter() - t0)
+            for k in (procedures if r % 2 == 0 else procedures[::-1]):
+                res = run_worker(k, job, tmp, r)
+                out[k] = res["rows"]
+                times[k].append(res["seconds"])
+                faults[k].append(res["page_faults"])
             rows, bad = compare(out["original"], out["project"], args.grid)
             problems += [f"repetition {r + 1}: {b}" for b in bad]
-            print(f"#   repetition {r + 1}/{args.reps}: " + ", ".join(f"{k} {times[k][-1]:.1f}s" for k in variants),
+            print(f"#   repetition {r + 1}/{args.reps}: " + ", ".join(f"{k} {times[k][-1]:.1f}s" for k in procedures),
                   file=sys.stderr, flush=True)
     if args.reps < common.MIN_REPS:
         print(f"warning: {args.reps} repetitions; figures are meant as medians of at least {common.MIN_REPS}", file=sys.stderr)
@@ -322,10 +427,10 @@ def main() -> None:
     orig_m, proj_m = common.median(times["original"]), common.median(times["project"])
     print(common.table([
         ["original (one run per pair, two models each)", f"{orig_m:.1f}", f"{min(times['original']):.1f}",
-         2 * len(args.grid), 2 * len(args.grid), "1.00"],
+         2 * len(args.grid), 2 * len(args.grid), f"{common.median(faults['original']):,.0f}", "1.00"],
         ["this project (--alphas, each point once)", f"{proj_m:.1f}", f"{min(times['project']):.1f}",
-         len(points), len(points), f"{orig_m / proj_m:.2f}"],
-    ], ["procedure", "s per grid (median)", "s (min)", "BatchNorm passes", "test passes", "speedup"]))
+         len(points), len(points), f"{common.median(faults['project']):,.0f}", f"{orig_m / proj_m:.2f}"],
+    ], ["procedure", "s per grid (median)", "s (min)", "BatchNorm passes", "test passes", "page faults (process)", "speedup"]))
     print(f"\n{args.reps} interleaved repetitions; paired speedup (median of per-repetition ratios): "
           f"{common.paired_ratio(times['original'], times['project']):.2f}")
     if problems:

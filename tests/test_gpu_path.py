@@ -278,7 +278,7 @@ def test_keep_freed_memory_is_idempotent():
 # --- the benchmark scripts still run (tiny sizes) ----------------------------------------------------
 
 
-def _run(args: list, timeout: int = 120) -> str:
+def _run(args: list, timeout: int = 300) -> str:
     out = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     return out.stdout
@@ -305,6 +305,18 @@ def test_eval_grid_bench_agrees_with_the_original_procedure(tmp_path):
                    "--train-epochs", "1", "--reps", "5"])
     assert "accuracies: identical in every pair and repetition" in stdout
     assert stdout.strip().splitlines()[-1].startswith("speedup: ")
+    assert "glibc's default allocator settings" in stdout and "--channels-last auto" in stdout
+
+
+def test_eval_grid_bench_on_synthetic_arrays_with_its_options():
+    """The default data (synthetic uint8 arrays, handed to each procedure's process in a file) and
+    the options that separate the effects (2 repetitions: the plumbing, not figures)."""
+    stdout = _run([sys.executable, "bench/eval_grid.py", "--bn-images", "12", "--test-images", "9", "--batch-size", "4",
+                   "--model-name", "cifar_resnet_8", "--alphas", "0,0.5", "--train-epochs", "1", "--reps", "2",
+                   "--original-malloc-tuned", "--project-channels-last", "off"])
+    assert "accuracies: identical in every pair and repetition" in stdout
+    assert "allocator setting (--original-malloc-tuned)" in stdout and "--channels-last off" in stdout
+    assert "synthetic 32x32 images" in stdout and stdout.strip().splitlines()[-1].startswith("speedup: ")
 
 
 # --- on a GPU --------------------------------------------------------------------------------------
