@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
         flags = ["--" + f.name.replace("_", "-"), *m.get("aliases", ())]
         if "_" not in f.name:
             flags = flags[:1] + [a for a in flags[1:] if a != flags[0]]
-        kw = {"help": f"{m['help']} (default: {f.default})", "dest": f.name}
+        says_default = "default:" in m["help"]  # the help explains a default that depends on the run
+        kw = {"help": m["help"] if says_default else f"{m['help']} (default: {f.default})", "dest": f.name}
         if m.get("action"):
             kw["action"] = m["action"]
         else:
