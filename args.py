@@ -85,7 +85,7 @@ class Settings:
     trainswa: bool = _opt(False, "train the stochastic weight averaging baseline", action="store_true")
     swa_start: float = _opt(0.75, "fraction of the epochs after which weights are averaged")
     swa_lr: float = _opt(0.05, "learning rate during weight averaging")
-    swa_save_epochs: Optional[tuple] = _opt(None, "epochs whose weights the original's SWA baseline kept", type=_ints, metavar="E,E,...")
+    swa_save_epochs: Optional[tuple] = _opt(None, "SWA baseline: keep a copy of the trained network after each of these epochs (in models[2:], as the original's snapshots)", type=_ints, metavar="E,E,...")
 
     # --- runs, logging, checkpoints ---------------------------------------------------------------
     name: str = _opt("default", "run name, key=value pairs joined by '+' (e.g. id=lines+seed=0)")
@@ -94,7 +94,8 @@ class Settings:
     save: bool = _opt(False, "save checkpoints, TensorBoard logs and settings in <log-dir>/<name>+try=<i>/", action="store_true")
     save_data: bool = _opt(False, "save the results row (and run folder) without checkpoints", action="store_true")
     save_epochs: Optional[tuple] = _opt(None, "epochs after which to save a checkpoint", type=_ints, metavar="E,E,...")
-    save_iters: Optional[tuple] = _opt(None, "iterations at which to save a checkpoint", type=_ints, metavar="I,I,...")
+    save_iters: Optional[tuple] = _opt(None, "iterations (steps, counted from 0 over the run) after which to save a checkpoint; a run resumed from one continues mid-epoch exactly", type=_ints, metavar="I,I,...")
+    checkpoint_every_minutes: Optional[float] = _opt(None, "with --save: also checkpoint mid-epoch every this many minutes (resumable exactly)", metavar="M")
     resume: Optional[tuple] = _opt(None, "checkpoint(s) to resume from, comma separated (ensembles: one per member)", type=_strs, metavar="CKPT,...")
     pretrained: bool = _opt(False, "with --resume: load the weights only and start from epoch 0", action="store_true")
     test_freq: Optional[int] = _opt(None, "test every this many epochs (and at the last)")
@@ -169,6 +170,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> Settings:
     """Parse a command line into :class:`Settings` (argparse exits with a one-line usage error)."""
     ns = build_parser().parse_args(argv)
     return Settings(**vars(ns))
+
+
+def apply_aliases(s: Settings) -> Settings:
+    """The original's ``--trainswa`` chooses the SWA baseline: ``--trainer swa``."""
+    if s.trainswa and s.trainer == "default":
+        return replace(s, trainer="swa")
+    if s.trainswa and s.trainer != "swa":
+        raise UserError(f"--trainswa trains the SWA baseline of a standard network, not with --trainer {s.trainer}; drop --trainer or pass --trainer swa")
+    return s
 
 
 def replace(settings: Settings, **changes) -> Settings:

@@ -7,10 +7,13 @@ one line on stderr and exit status 2.
 """
 from __future__ import annotations
 
-import json
+import contextlib
 import platform
+import signal
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
@@ -20,16 +23,19 @@ import torch.nn as nn
 
 import data as datasets
 import models
-import trainers
-from args import Settings, parse_args, replace
+from args import Settings, apply_aliases, parse_args, replace
 from modes.modules import coefficients_of, get_layer_type
-from utils.checkpoint import as_float, load_checkpoint, load_model_state, save_checkpoint
+from trainers import TRAINERS, Position, RunContext, Trainer
+from trainers.base import Stopped
+from trainers.loop import Progress, fit
+from utils.checkpoint import as_float, load_checkpoint, load_model_state
 from utils.errors import UserError
 from utils.memory import keep_freed_memory
-from utils.optim import get_optimizer
+from utils.optim import OPTIMIZERS, get_optimizer
 from utils.results import append_rows
-from utils.schedulers import assign_learning_rate, get_schedule
-from utils.seed import derive_seed, seed_everything
+from utils.run_folder import RunFolder
+from utils.schedulers import get_schedule
+from utils.seed import seed_everything
 
 # Settings written as results.csv columns beside the metrics (the run name carries them too).
 RESULT_SETTINGS = (
@@ -56,7 +62,11 @@ class RunSummary:
 
 
 def check_settings(s: Settings) -> Settings:
-    """Validate flags that need no data or model; infer ``--n`` from ``SimplexConv<n>``."""
+    """Validate the flags (no data or model needed) and resolve what they imply: ``--n`` from
+    ``SimplexConv<n>``, the trainer's own adjustments, the channels-last default.
+
+    Config scripts call this once per run when they plan a sweep; :func:`main` calls it once.
+    """
     if s.epochs < 0:
         raise UserError(f"--epochs {s.epochs} is negative; pass --epochs N with N >= 0")
     for flag, v in (("--batch-size", s.batch_size), ("--test-batch-size", s.test_batch_size), ("--num-samples", s.num_samples), ("--num-models", s.num_models), ("--log-interval", s.log_interval)):
@@ -73,35 +83,17 @@ def check_settings(s: Settings) -> Settings:
             raise UserError(f"{flag} {a} is outside [0, 1]; points of a line or curve have alpha in [0, 1]")
     if s.pretrained and not s.resume:
         raise UserError("--pretrained loads weights from --resume; pass --resume CKPT too")
-    if s.trainswa and s.trainer == "default":
-        s = replace(s, trainer="swa")  # --trainswa alone selects the SWA baseline's trainer
-    if s.trainer == "swa":
-        s = replace(s, trainswa=True, num_models=max(2, s.num_models))  # models[1] holds the average
-        if not (0.0 <= s.swa_start < 1.0 and s.swa_lr > 0):
-            raise UserError(f"--swa-start {s.swa_start} must be a fraction of the epochs in [0, 1) and --swa-lr {s.swa_lr} positive")
-    elif s.trainswa:
-        raise UserError(f"--trainswa trains the SWA baseline of a standard network, not with --trainer {s.trainer}; drop --trainer or pass --trainer swa")
-    trainer_cls = trainers.get_trainer(s.trainer)
+    if s.checkpoint_every_minutes is not None and s.checkpoint_every_minutes <= 0:
+        raise UserError(f"--checkpoint-every-minutes {s.checkpoint_every_minutes} must be positive")
+    s = apply_aliases(s)
+    trainer_cls = TRAINERS.get(s.trainer)
+    s = trainer_cls.adjust_settings(s)
     if s.epochs == 0 and trainer_cls.trains and not s.resume:
-        raise UserError(f"--epochs 0 trains nothing; pass --epochs N >= 1 (or --resume CKPT to evaluate a checkpoint)")
+        raise UserError("--epochs 0 trains nothing; pass --epochs N >= 1 (or --resume CKPT to evaluate a checkpoint)")
     get_schedule(s.lr_policy, s)
-    if s.optimizer not in ("sgd", "adam"):
-        raise UserError(f"unknown optimizer {s.optimizer!r} (--optimizer); choose one of: adam, sgd")
-    conv = get_layer_type(s.conv_type, "Conv")
-    get_layer_type(s.bn_type, "BN")
-    coeffs = coefficients_of(conv)
-    if coeffs is not None and coeffs.kind == "simplex":
-        if s.n == -1:
-            s = replace(s, n=coeffs.num_tensors)
-        elif s.n != coeffs.num_tensors:
-            raise UserError(f"--n {s.n} does not match --conv-type {s.conv_type}; pass --n {coeffs.num_tensors} or --conv-type SimplexConv{s.n} --bn-type SimplexBN{s.n}")
-    if s.device.startswith("cuda") or s.multigpu:
-        if not torch.cuda.is_available():
-            raise UserError("CUDA is not available on this machine; pass --device cpu (the default)")
-    elif s.device != "cpu":
-        raise UserError(f"--device {s.device!r} is not cpu, cuda or cuda:<i>")
-    if (s.amp != "none" or s.compile or s.channels_last) and s.multigpu:
-        raise UserError("--amp, --compile and --channels-last are for one device; drop --multigpu")
+    OPTIMIZERS.get(s.optimizer)
+    s = _check_layer_types(s)
+    _check_device(s)
     if s.channels_last is None:
         # Evaluation-only runs on a CPU: channels-last convolutions are ~1.3x faster there and change
         # results only at float rounding. Training keeps the format it was tested with (NCHW).
@@ -109,11 +101,52 @@ def check_settings(s: Settings) -> Settings:
     return s
 
 
+def _check_layer_types(s: Settings) -> Settings:
+    """The layer types exist; ``--n`` agrees with (or is inferred from) ``SimplexConv<n>``."""
+    coeffs = coefficients_of(get_layer_type(s.conv_type, "Conv"))
+    get_layer_type(s.bn_type, "BN")
+    if coeffs is not None and coeffs.kind == "simplex":
+        if s.n == -1:
+            return replace(s, n=coeffs.num_tensors)
+        if s.n != coeffs.num_tensors:
+            raise UserError(f"--n {s.n} does not match --conv-type {s.conv_type}; pass --n {coeffs.num_tensors} or --conv-type SimplexConv{s.n} --bn-type SimplexBN{s.n}")
+    return s
+
+
+def _check_device(s: Settings) -> None:
+    if s.device.startswith("cuda") or s.multigpu:
+        if not torch.cuda.is_available():
+            raise UserError("CUDA is not available on this machine; pass --device cpu (the default)")
+    elif s.device != "cpu":
+        raise UserError(f"--device {s.device!r} is not cpu, cuda or cuda:<i>")
+    if (s.amp != "none" or s.compile or s.channels_last) and s.multigpu:
+        raise UserError("--amp, --compile and --channels-last are for one device; drop --multigpu")
+
+
 def resolve_device(s: Settings) -> torch.device:
     """The device the run uses (``--multigpu`` implies its first GPU)."""
     if s.multigpu:
         return torch.device(f"cuda:{s.multigpu[0]}")
     return torch.device(s.device)
+
+
+def setup_process(s: Settings, device: torch.device) -> None:
+    """Seeds and per-device tuning, once per run."""
+    seed_everything(s.seed)
+    if device.type == "cpu":
+        keep_freed_memory()  # glibc: no page-faulting of freed activations back in at every step
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed-size batches: pick the fastest kernels once, as the original
+
+
+def with_data_defaults(s: Settings, data) -> Settings:
+    """Fill in what the data set decides when the flags leave it open (model, classes)."""
+    return replace(
+        s,
+        model=s.model or data.default_model,
+        model_name=s.model_name if s.model_name is not None or s.model else data.default_model_name,
+        output_size=s.output_size or data.num_classes,
+    )
 
 
 def build_model(s: Settings, data) -> nn.Module:
@@ -150,18 +183,158 @@ def load_resume(s: Settings) -> tuple:
     return ckpts, state_dicts
 
 
-def make_run_dir(log_dir: str, name: str) -> tuple:
-    """``<log_dir>/<name>+try=<i>/`` for the first free i; returns (path, name with +try=i)."""
-    root = Path(log_dir).expanduser()
-    root.mkdir(parents=True, exist_ok=True)
-    i = 0
-    while True:
-        run_dir = root / f"{name}+try={i}"
-        try:
-            run_dir.mkdir()
-            return run_dir, f"{name}+try={i}"
-        except FileExistsError:
-            i += 1
+def fit_model_count(s: Settings, trainer_cls: type, state_dicts: list) -> Settings:
+    """``--num-models`` from the checkpoints for trainers that take one model per state dict."""
+    if trainer_cls.models_from_checkpoints and state_dicts:
+        return replace(s, num_models=len(state_dicts))
+    if len(state_dicts) > s.num_models:
+        raise UserError(f"--resume holds {len(state_dicts)} models but the run has {s.num_models}; pass --num-models {len(state_dicts)}")
+    return s
+
+
+def build_models(s: Settings, data, trainer: Trainer, state_dicts: list) -> list:
+    """The run's models, loaded from ``--resume`` and checked by the trainer (still on the CPU)."""
+    nets = [build_model(s, data) for _ in range(s.num_models)]
+    trainer.prepare_models(nets)
+    for net, (path, sd) in zip(nets, state_dicts):
+        load_model_state(net, sd, path)
+    trainer.check(nets)
+    return nets
+
+
+def start_position(s: Settings, trainer: Trainer, ckpts: list, progress: Progress) -> Position:
+    """Where the run starts: epoch 0, or where the ``--resume`` checkpoint stopped (mid-epoch too)."""
+    if not ckpts or s.pretrained:
+        return Position(0)
+    ck = ckpts[0]
+    if "epoch" not in ck:
+        raise UserError(f"checkpoint {s.resume[0]} records no epoch to continue from; pass --pretrained to load its weights only")
+    progress.curr_acc1 = as_float(ck.get("curr_acc1", 0.0))
+    progress.best_acc1 = max(0.0, as_float(ck.get("best_acc1", 0.0)))
+    trainer.load_state_dict(ck.get("trainer") or {})
+    start = Position(int(ck["epoch"]), int(ck.get("batch", 0)), float(ck.get("loss_sum", 0.0)), ck.get("rng") or {})
+    if start.epoch > s.epochs and trainer.trains:
+        raise UserError(f"checkpoint is at epoch {start.epoch}, past --epochs {s.epochs}; pass --epochs >= {start.epoch} or --pretrained")
+    return start
+
+
+def make_optimizers(s: Settings, nets: list, trainer: Trainer, ckpts: list) -> list:
+    """One optimizer per trainable model, with its state from the ``--resume`` checkpoint."""
+    optimizers = [get_optimizer(s, n) for n in nets] if trainer.trains else [None] * len(nets)
+    if ckpts and not s.pretrained and trainer.trains:
+        saved = [o for c in ckpts for o in c.get("optimizers", [])]
+        for opt, state in zip([o for o in optimizers if o is not None], saved):
+            opt.load_state_dict(state)
+    return optimizers
+
+
+def place_models(s: Settings, nets: list, device: torch.device) -> list:
+    """Move the models to the device; the modules the run calls (DataParallel, compiled)."""
+    for net in nets:
+        net.to(device)
+        if s.channels_last:
+            net.to(memory_format=torch.channels_last)
+    run_models = [nn.DataParallel(n, device_ids=list(s.multigpu)) for n in nets] if s.multigpu else nets
+    return [torch.compile(m) for m in run_models] if s.compile else run_models
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def main(settings: Settings) -> RunSummary:
+    """Run one training or evaluation as ``settings`` describe; return its results."""
+    return run(check_settings(settings))
+
+
+def run(s: Settings) -> RunSummary:
+    """Run settings that :func:`check_settings` returned: data, models, trainer, loop, results."""
+    device = resolve_device(s)
+    setup_process(s, device)
+    data = datasets.get_dataset(s)
+    s = with_data_defaults(s, data)
+    trainer_cls = TRAINERS.get(s.trainer)
+    ckpts, state_dicts = load_resume(s)
+    s = fit_model_count(s, trainer_cls, state_dicts)
+    trainer = trainer_cls(s)
+    # Everything that can fail on bad input happens before the run folder is made.
+    nets = build_models(s, data, trainer, state_dicts)
+    progress = Progress()
+    start = start_position(s, trainer, ckpts, progress)
+    optimizers = make_optimizers(s, nets, trainer, ckpts)
+    run_models = place_models(s, nets, device)
+    with RunFolder(s) as folder, stop_on_sigterm() as stop:
+        save = folder.checkpointer(nets, optimizers, trainer, progress, len(data.train_loader))
+        ctx = RunContext(
+            run_models, optimizers, data, nn.CrossEntropyLoss(label_smoothing=s.label_smoothing or 0.0), device,
+            folder.writer, save, torch.amp.GradScaler(device.type) if s.amp == "fp16" else None,
+            should_stop=stop, checkpoint_due=checkpoint_schedule(s),
+        )
+        trainer.init(ctx)
+        fit(trainer, ctx, start, get_schedule(s.lr_policy, s), progress, save)
+    rows = write_results(s, folder, progress, device)
+    return RunSummary(progress.curr_acc1, progress.best_acc1, progress.train_loss, progress.metrics, folder.path, folder.name, rows)
+
+
+def checkpoint_schedule(s: Settings):
+    """``due(it)``: whether to write a mid-epoch checkpoint after step ``it`` (``--save-iters``,
+    ``--checkpoint-every-minutes``)."""
+    iters = set(s.save_iters or ()) if s.save else set()
+    every = s.checkpoint_every_minutes * 60 if s.save and s.checkpoint_every_minutes else None
+    last = [time.monotonic()]
+
+    def due(it: int) -> bool:
+        if it in iters:
+            return True
+        if every is not None and time.monotonic() - last[0] >= every:
+            last[0] = time.monotonic()
+            return True
+        return False
+
+    return due
+
+
+@contextlib.contextmanager
+def stop_on_sigterm():
+    """Turn SIGTERM (Slurm's preemption, ``kill``) into a stop at the next step, which writes a
+    checkpoint and raises :class:`trainers.base.Stopped`. Yields the flag's reader."""
+    flag = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield flag.is_set
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: flag.set())
+    try:
+        yield flag.is_set
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def write_results(s: Settings, folder: RunFolder, progress: Progress, device: torch.device) -> list:
+    """Append the run's rows to ``<log_dir>/results.csv`` (when saving); returns them."""
+    if progress.result is None or folder.path is None:
+        return []
+    provenance = {"run_dir": str(folder.path), "code_version": _code_version(), "device": _device_name(device), "torch": torch.__version__}
+    rows = []
+    for r in progress.result.result_rows():
+        settings_cols = {k: getattr(s, k) for k in RESULT_SETTINGS}
+        settings_cols.update(r.columns)
+        row_metrics = dict(r.metrics)
+        row_metrics.setdefault("epoch", progress.metrics.get("epoch"))
+        rows.append({
+            "Name": folder.name + r.name_suffix,
+            "curr_acc1": r.acc1,
+            "best_acc1": progress.best_acc1 if progress.result.rows is None else r.acc1,
+            "train_loss": progress.train_loss,
+            **row_metrics,
+            **{k: v for k, v in settings_cols.items() if k not in row_metrics},
+            **provenance,
+        })
+    path = Path(s.log_dir).expanduser() / "results.csv"
+    try:
+        append_rows(path, rows)
+    except OSError as e:
+        raise UserError(f"the results row could not be written to {path} ({e.strerror or e}); the run's checkpoints and "
+                        f"settings are in {folder.path}: free space and rerun with --resume <its last checkpoint>") from None
+    return rows
 
 
 def _code_version() -> str:
@@ -170,155 +343,6 @@ def _code_version() -> str:
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return ""
-
-
-# --- the run ------------------------------------------------------------------------------------
-
-
-def main(settings: Settings) -> RunSummary:
-    """Run one training or evaluation as ``settings`` describe; return its results."""
-    s = check_settings(settings)
-    trainer_cls = trainers.get_trainer(s.trainer)
-    seed_everything(s.seed)
-    device = resolve_device(s)
-    if device.type == "cpu":
-        keep_freed_memory()  # glibc: no page-faulting of freed activations back in at every step
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed-size batches: pick the fastest kernels once, as the original
-    data = datasets.get_dataset(s)
-    s = replace(
-        s,
-        model=s.model or data.default_model,
-        model_name=s.model_name if s.model_name is not None or s.model else data.default_model_name,
-        output_size=s.output_size or data.num_classes,
-    )
-    trainer = trainer_cls(s)
-
-    # Models, checkpoints, checks: everything that can fail on bad input, before any file is made.
-    ckpts, state_dicts = load_resume(s)
-    if len(state_dicts) > s.num_models or (state_dicts and getattr(trainer_cls, "models_from_checkpoints", False)):
-        if not getattr(trainer_cls, "models_from_checkpoints", False):
-            raise UserError(f"--resume holds {len(state_dicts)} models but the run has {s.num_models}; pass --num-models {len(state_dicts)}")
-        s = replace(s, num_models=len(state_dicts))
-        trainer = trainer_cls(s)
-    nets = [build_model(s, data) for _ in range(s.num_models)]
-    if s.trainswa:
-        for net in nets[1:]:
-            net.requires_grad_(False)  # as the original: the SWA baseline trains models[0] only
-    for net, (path, sd) in zip(nets, state_dicts):
-        load_model_state(net, sd, path)
-    trainer.check(nets)
-    start_epoch, best_acc1, curr_acc1 = 0, 0.0, 0.0
-    if ckpts and not s.pretrained:
-        start_epoch = int(ckpts[0]["epoch"])
-        curr_acc1 = as_float(ckpts[0].get("curr_acc1", 0.0))
-        best_acc1 = max(0.0, as_float(ckpts[0].get("best_acc1", 0.0)))
-        if start_epoch > s.epochs and trainer.trains:
-            raise UserError(f"checkpoint is at epoch {start_epoch}, past --epochs {s.epochs}; pass --epochs >= {start_epoch} or --pretrained")
-
-    for net in nets:
-        net.to(device)
-        if s.channels_last:
-            net.to(memory_format=torch.channels_last)
-    run_models = [nn.DataParallel(n, device_ids=list(s.multigpu)) for n in nets] if s.multigpu else nets
-    if s.compile:
-        run_models = [torch.compile(m) for m in run_models]
-    optimizers = [get_optimizer(s, n) for n in nets] if trainer.trains else [None] * len(nets)
-    if ckpts and not s.pretrained and trainer.trains:
-        saved_opts = [o for c in ckpts for o in c.get("optimizers", [])]
-        for opt, state in zip([o for o in optimizers if o is not None], saved_opts):
-            opt.load_state_dict(state)
-    schedule = get_schedule(s.lr_policy, s)
-    criterion = nn.CrossEntropyLoss(label_smoothing=s.label_smoothing or 0.0)
-
-    # From here on the run writes files.
-    run_dir, name = None, s.name
-    if s.save or s.save_data:
-        run_dir, name = make_run_dir(s.log_dir, s.name)
-        s = replace(s, name=name)
-        trainer.settings = s
-        (run_dir / "settings.txt").write_text(json.dumps(s.to_dict(), indent=2, sort_keys=True) + "\n")
-        print(f"=> Saving data in {run_dir}", file=sys.stderr)
-    writer = None
-    if s.save and run_dir is not None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(log_dir=str(run_dir))
-    n_batches = len(data.train_loader)
-
-    def save(epoch: int, it: int) -> None:
-        if not (s.save and run_dir is not None):
-            return
-        save_checkpoint(
-            run_dir / f"epoch_{epoch}_iter_{it}.pt",
-            {
-                "epoch": epoch,
-                "iter": it,
-                "arch": s.model,
-                "state_dicts": [n.state_dict() for n in nets],
-                "optimizers": [o.state_dict() for o in optimizers if o is not None],
-                "best_acc1": float(best_acc1),
-                "curr_acc1": float(curr_acc1),
-                "settings": s.to_dict(),
-            },
-        )
-
-    scaler = torch.amp.GradScaler(device.type) if s.amp == "fp16" else None
-    ctx = trainers.RunContext(s, run_models, optimizers, data, criterion, device, writer, save, scaler)
-    trainer.init(ctx)
-    train_loss, metrics, result = 0.0, {}, None
-    try:
-        if not trainer.trains or start_epoch == s.epochs:
-            result = trainer.test(ctx, start_epoch)
-            curr_acc1, metrics = result.acc1, dict(result.metrics)
-            best_acc1 = max(best_acc1, curr_acc1)
-            metrics["epoch"] = start_epoch
-        else:
-            if start_epoch == 0:
-                save(0, 0)  # the initialisation, as the original
-            for epoch in range(start_epoch, s.epochs):
-                data.set_epoch(epoch)
-                torch.manual_seed(derive_seed(s.seed, epoch, "torch"))  # dropout and friends
-                lr = schedule(epoch)
-                for opt in optimizers:
-                    if opt is not None:
-                        assign_learning_rate(opt, lr)
-                ctx.log_scalar("train/lr", lr, epoch)
-                train_loss = trainer.train(ctx, epoch)
-                lr = next((o.param_groups[0]["lr"] for o in optimizers if o is not None), lr)  # a trainer may set its own (SWA)
-                last = epoch == s.epochs - 1
-                if s.test_freq is None or epoch % s.test_freq == 0 or last:
-                    result = trainer.test(ctx, epoch)
-                    curr_acc1, metrics = result.acc1, dict(result.metrics)
-                    best_acc1 = max(best_acc1, curr_acc1)
-                print(f"epoch {epoch + 1}/{s.epochs}: train_loss {train_loss:.4f} acc {curr_acc1:.4f} (best {best_acc1:.4f}) lr {lr:.4g}", file=sys.stderr)
-                metrics["epoch"] = epoch + 1
-                if s.save_epochs and (epoch + 1) in s.save_epochs and not last:
-                    save(epoch + 1, (epoch + 1) * n_batches)
-            save(s.epochs, s.epochs * n_batches)
-    finally:
-        if writer is not None:
-            writer.close()
-
-    rows = []
-    if result is not None and (s.save or s.save_data):
-        provenance = {"run_dir": str(run_dir), "code_version": _code_version(), "device": _device_name(device), "torch": torch.__version__}
-        for r in result.result_rows():
-            settings_cols = {k: getattr(s, k) for k in RESULT_SETTINGS}
-            settings_cols.update(r.columns)
-            row_metrics = dict(r.metrics)
-            row_metrics.setdefault("epoch", metrics.get("epoch"))
-            rows.append({
-                "Name": name + r.name_suffix,
-                "curr_acc1": r.acc1,
-                "best_acc1": best_acc1 if result.rows is None else r.acc1,
-                "train_loss": train_loss,
-                **row_metrics,
-                **{k: v for k, v in settings_cols.items() if k not in row_metrics},
-                **provenance,
-            })
-        append_rows(Path(s.log_dir).expanduser() / "results.csv", rows)
-    return RunSummary(curr_acc1, best_acc1, train_loss, metrics, run_dir, name, rows)
 
 
 def _device_name(device: torch.device) -> str:
@@ -334,6 +358,10 @@ def cli(argv: Optional[Sequence[str]] = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Stopped as e:
+        where = f"; continue with --resume {e.path}" if e.path else " (nothing saved: pass --save to checkpoint)"
+        print(f"{e}{where}", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted; resume with --resume <last checkpoint>", file=sys.stderr)
         return 130

@@ -127,11 +127,11 @@ class BenchImages(DataBundle):
         super().__init__(train, val, num_classes=Source.num_classes, in_channels=3, image_size=32,
                          default_model="CIFARResNet", default_model_name="cifar_resnet_20")
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         torch.manual_seed(BN_SEED + epoch)
 
 
-datasets.DATASETS[SET_NAME] = BenchImages
+datasets.DATASETS.register(BenchImages, name=SET_NAME)
 
 
 # --- the original's procedure ----------------------------------------------------------------------

@@ -47,16 +47,16 @@ def decode_once() -> None:
 def time_epochs() -> list:
     """Wall time of every train_epoch call (the device synchronised at both ends)."""
     times: list = []
-    original = trainers.base.train_epoch
+    original = trainers.base.Trainer.train_epoch
 
-    def timed(ctx, epoch, loss_fn, state):
+    def timed(self, ctx, epoch, state):
         common.synchronize(ctx.device)
         t0 = time.perf_counter()
-        loss = original(ctx, epoch, loss_fn, state)  # ends with .item(): the device has finished
+        loss = original(self, ctx, epoch, state)  # ends with .item(): the device has finished
         times.append(time.perf_counter() - t0)
         return loss
 
-    trainers.base.train_epoch = timed
+    trainers.base.Trainer.train_epoch = timed
     return times
 
 

@@ -21,7 +21,6 @@ import torch.nn as nn
 import models
 from args import Settings
 from trainers import RunContext, get_trainer
-from trainers.base import train_step
 from utils.memory import keep_freed_memory
 from utils.optim import get_optimizer
 
@@ -49,7 +48,7 @@ class Run:
         if args.channels_last:
             net.to(memory_format=torch.channels_last)
         model = torch.compile(net) if args.compile else net
-        self.ctx = RunContext(self.settings, [model], [get_optimizer(self.settings, net)], None, nn.CrossEntropyLoss(), device)
+        self.ctx = RunContext([model], [get_optimizer(self.settings, net)], None, nn.CrossEntropyLoss(), device)
         self.trainer = get_trainer(trainer)(self.settings)
         self.state = self.trainer.begin_epoch(self.ctx, 0)
         model.train()
@@ -57,7 +56,7 @@ class Run:
 
     def steps(self, n: int) -> None:
         for _ in range(n):
-            train_step(self.ctx, self.trainer.loss, self.state, self.x, self.y)
+            self.trainer.train_step(self.ctx, self.state, self.x, self.y)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from utils.errors import UserError
+from utils.registry import Registry
 from utils.seed import derive_seed  # noqa: F401  (re-exported for the loaders)
 
 # The original's normalisation for CIFAR and ImageNet (mirrors open_lth), and for TinyImageNet.
@@ -47,14 +48,17 @@ class EpochSampler(Sampler):
         self.generator = torch.Generator()
         self.set_epoch(0)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Reseed so that the next pass depends only on (seed, epoch)."""
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Reseed so that the next pass depends only on (seed, epoch); it starts at index ``start``
+        of the epoch's order (a run resumed mid-epoch)."""
         self.generator.manual_seed(derive_seed(self.seed, epoch))
+        self.start = start
 
     def __iter__(self) -> Iterator[tuple]:
         order = torch.randperm(self.n, generator=self.generator).tolist()
         seeds = torch.randint(0, 2**62, (self.n,), generator=self.generator).tolist()
-        return iter(zip(order, seeds))
+        start, self.start = self.start, 0
+        return iter(list(zip(order, seeds))[start:])
 
     def __len__(self) -> int:
         return self.n
@@ -63,9 +67,10 @@ class EpochSampler(Sampler):
 class EpochDataLoader(DataLoader):
     """A DataLoader over an :class:`EpochSampler`, with ``set_epoch`` (also reseeds worker base seeds)."""
 
-    def set_epoch(self, epoch: int) -> None:
-        """Reseed the shuffle, the per-sample augmentation seeds and the workers' base seed."""
-        self.sampler.set_epoch(epoch)
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Reseed the shuffle, the per-sample augmentation seeds and the workers' base seed; the
+        next pass starts at batch ``start_batch``."""
+        self.sampler.set_epoch(epoch, start_batch * self.batch_size)
         self.generator.manual_seed(derive_seed(self.sampler.seed, epoch) ^ 1)
 
 
@@ -90,6 +95,9 @@ def eval_loader(dataset: Dataset, settings) -> DataLoader:
     return DataLoader(dataset, batch_size=settings.test_batch_size, shuffle=False, **_loader_kwargs(settings))
 
 
+DATASETS: Registry = Registry("data set", "--set")
+
+
 class DataBundle:
     """The loaders of one data set and what a model needs to know about it."""
 
@@ -105,11 +113,12 @@ class DataBundle:
         self.default_model = default_model
         self.default_model_name = default_model_name
 
-    def set_epoch(self, epoch: int) -> None:
-        """Reseed the training shuffle and augmentation: epoch e's batches depend only on (seed, e)."""
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Reseed the training shuffle and augmentation: epoch e's batches depend only on (seed, e).
+        The training loader's next pass starts at batch ``start_batch`` (a run resumed mid-epoch)."""
         for loader in {id(l): l for l in (self.train_loader, self.bn_loader) if l is not None}.values():
             if hasattr(loader, "set_epoch"):
-                loader.set_epoch(epoch)
+                loader.set_epoch(epoch, start_batch if loader is self.train_loader else 0)
 
 
 def data_root(settings, *parts: str) -> str:

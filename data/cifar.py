@@ -10,7 +10,7 @@ import numpy as np
 from utils.errors import UserError
 
 from .arrays import array_loaders
-from .base import IMAGENET_MEAN, IMAGENET_STD, DataBundle, data_root, maybe_noisy, noise_cache_dir
+from .base import DATASETS, IMAGENET_MEAN, IMAGENET_STD, DataBundle, data_root, maybe_noisy, noise_cache_dir
 
 # Per set: folder under --data, folder of the batches, training files, test file, label key.
 LAYOUTS = {
@@ -74,12 +74,14 @@ class _CIFAR(DataBundle):
                          default_model="CIFARResNet", default_model_name="cifar_resnet_20")
 
 
+@DATASETS.register
 class CIFAR10(_CIFAR):
     """CIFAR-10 under ``<data>/cifar10/cifar-10-batches-py``; RandomCrop(32, 4) + flip, normalised."""
 
     name, num_classes = "CIFAR10", 10
 
 
+@DATASETS.register
 class CIFAR100(_CIFAR):
     """CIFAR-100 under ``<data>/cifar100/cifar-100-python`` (fine labels); as CIFAR-10 otherwise."""
 

@@ -6,7 +6,7 @@ import os
 import numpy as np
 import torch
 
-from .base import DataBundle, maybe_noisy
+from .base import DATASETS, DataBundle, maybe_noisy
 from .tensor_loader import TensorLoader
 
 # The split is part of the data set, not of a run: fixed, whatever --seed is.
@@ -35,6 +35,7 @@ def digits_split() -> tuple:
     return (x[tr] - mean) / std, d.target[tr], (x[te] - mean) / std, d.target[te]
 
 
+@DATASETS.register
 class Digits(DataBundle):
     """scikit-learn digits on ``settings.device``, batched by :class:`TensorLoader`, no augmentation."""
 

@@ -7,7 +7,7 @@ from typing import Sequence
 from utils.errors import UserError
 
 from .arrays import array_loaders, crop_transforms
-from .base import (IMAGENET_MEAN, IMAGENET_STD, DataBundle, data_root, eval_loader, maybe_noisy,
+from .base import (DATASETS, IMAGENET_MEAN, IMAGENET_STD, DataBundle, data_root, eval_loader, maybe_noisy,
                    noise_cache_dir, require, train_loader)
 from .folders import FileDataset, decode_all, find_classes, image_size_of, scan
 
@@ -38,6 +38,7 @@ def _default_model(size: int) -> tuple:
     return "ResNet50", None
 
 
+@DATASETS.register
 class ImageFolder(DataBundle):
     """Class folders under ``<data>/train`` and ``<data>/test``; the image size is read from the first image."""
 

@@ -7,7 +7,7 @@ from torchvision import transforms
 
 from utils.errors import UserError
 
-from .base import (IMAGENET_MEAN, IMAGENET_STD, DataBundle, data_root, eval_loader, maybe_noisy,
+from .base import (DATASETS, IMAGENET_MEAN, IMAGENET_STD, DataBundle, data_root, eval_loader, maybe_noisy,
                    noise_cache_dir, require, train_loader)
 from .folders import FileDataset, find_classes, scan
 
@@ -40,6 +40,7 @@ def _imagenet_dirs(settings) -> tuple:
     return root, os.path.join(root, "train"), val
 
 
+@DATASETS.register
 class ImageNet(DataBundle):
     """ImageNet class folders ``<data>/imagenet/train`` and ``<data>/imagenet/val`` (or ``val_in_folder``)."""
 
@@ -54,6 +55,7 @@ class ImageNet(DataBundle):
                          default_model="ResNet50")
 
 
+@DATASETS.register
 class ImageNetC(DataBundle):
     """ImageNet-C test set ``<data>/imagenet-c/<ct>/<sev>`` (Resize 256, CenterCrop 224, as the original).
 

@@ -64,9 +64,12 @@ class TensorLoader:
         self.generator = torch.Generator()
         self.set_epoch(0)
 
-    def set_epoch(self, epoch: int) -> None:
-        """Reseed the shuffle and augmentation so that this epoch depends only on (seed, epoch)."""
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        """Reseed the shuffle and augmentation so that this epoch depends only on (seed, epoch);
+        the next pass starts at batch ``start_batch`` (a run resumed mid-epoch), the batches
+        before it drawn but not made, so the rest are exactly the uninterrupted epoch's."""
         self.generator.manual_seed(derive_seed(self.seed, epoch))
+        self.start_batch = start_batch
 
     def __len__(self) -> int:
         return num_batches(len(self.y), self.batch_size)
@@ -74,7 +77,11 @@ class TensorLoader:
     def __iter__(self) -> Iterator[tuple]:
         n = len(self.y)
         order = _to_device(torch.randperm(n, generator=self.generator), self.device) if self.shuffle else None
-        for start in range(0, n, self.batch_size):
+        skip, self.start_batch = self.start_batch, 0
+        for k, start in enumerate(range(0, n, self.batch_size)):
+            if k < skip:
+                self._draw(min(self.batch_size, n - start))
+                continue
             if order is None:
                 xb, yb = self.x[start:start + self.batch_size], self.y[start:start + self.batch_size]
             else:
@@ -82,14 +89,21 @@ class TensorLoader:
                 xb, yb = self.x[idx], self.y[idx]
             yield self._augment(xb), yb
 
+    def _draw(self, b: int) -> Optional[tuple]:
+        """A batch's crop offsets and flips, drawn on the CPU, so batches are identical on every
+        device for the same seed (None without augmentation)."""
+        if not (self.pad > 0 or self.flip):
+            return None
+        offsets = torch.randint(0, 2 * self.pad + 1, (b, 2), generator=self.generator)
+        flips = torch.rand(b, generator=self.generator) < 0.5
+        if not self.flip:
+            flips.fill_(False)
+        return offsets, flips
+
     def _augment(self, xb: torch.Tensor) -> torch.Tensor:
-        b = xb.shape[0]
-        if self.pad > 0 or self.flip:
-            # Drawn on CPU, so batches are identical on every device for the same seed.
-            offsets = torch.randint(0, 2 * self.pad + 1, (b, 2), generator=self.generator)
-            flips = torch.rand(b, generator=self.generator) < 0.5
-            if not self.flip:
-                flips.fill_(False)
+        drawn = self._draw(xb.shape[0])
+        if drawn is not None:
+            offsets, flips = drawn
             xb = crop_and_flip(xb, self.pad, _to_device(offsets, xb.device), _to_device(flips, xb.device))
         if xb.dtype == torch.uint8:
             xb = xb.float().div_(255)

@@ -9,7 +9,7 @@ import os
 
 from utils.errors import UserError
 
-from .base import TINY_MEAN, TINY_STD, DataBundle, data_root, noise_cache_dir, require
+from .base import DATASETS, TINY_MEAN, TINY_STD, DataBundle, data_root, noise_cache_dir, require
 from .folders import scan
 from .image_folder import small_set_loaders
 
@@ -29,6 +29,7 @@ def read_val_annotations(val_dir: str, class_to_idx: "dict[str, int]") -> "list[
     return samples
 
 
+@DATASETS.register
 class TinyImageNet(DataBundle):
     """200 classes of 64x64 images; RandomCrop(64, padding=4) + flip, the original's normalisation."""
 

@@ -7,12 +7,8 @@ from __future__ import annotations
 from . import cifar_resnet, digits_net  # noqa: F401  (register the models)
 from .base import Net
 from .builder import Builder
-from .registry import MODELS, get_model_class, model_names, register_model
-
-try:  # the ImageNet-scale models live in their own modules
-    from . import resnet, tinyimagenet_resnet  # noqa: F401
-except ImportError:  # pragma: no cover - only while those modules are being written
-    pass
+from . import resnet, tinyimagenet_resnet  # noqa: F401  (register the ImageNet-scale models)
+from .registry import MODELS, register_model
 
 
 def get_model(
@@ -26,11 +22,11 @@ def get_model(
     dropout: float = 0.0,
 ) -> Net:
     """Build the registered model ``name`` with the builder's layer types."""
-    cls = get_model_class(name)
+    cls = MODELS.get(name)
     kwargs = dict(output_size=output_size, in_channels=in_channels, width_mult=width_mult, dropout=dropout)
     if model_name is not None:
         kwargs["model_name"] = model_name
     return cls(builder, **kwargs)
 
 
-__all__ = ["Builder", "MODELS", "Net", "get_model", "get_model_class", "model_names", "register_model"]
+__all__ = ["Builder", "MODELS", "Net", "get_model", "register_model"]

@@ -51,10 +51,6 @@ class Builder:
         """3x3 convolution with padding 1."""
         return self.conv(3, in_planes, out_planes, stride, groups, bias)
 
-    def conv5x5(self, in_planes: int, out_planes: int, stride: int = 1, groups: int = 1, bias: bool = False) -> nn.Conv2d:
-        """5x5 convolution with padding 2."""
-        return self.conv(5, in_planes, out_planes, stride, groups, bias)
-
     def conv7x7(self, in_planes: int, out_planes: int, stride: int = 1, groups: int = 1, bias: bool = False) -> nn.Conv2d:
         """7x7 convolution with padding 3."""
         return self.conv(7, in_planes, out_planes, stride, groups, bias)

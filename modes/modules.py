@@ -16,13 +16,14 @@ from __future__ import annotations
 import functools
 import math
 import re
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from utils.errors import UserError
+from utils.errors import unknown_name
+from utils.registry import Registry
 
 from .coefficients import (
     Coefficients,
@@ -37,26 +38,60 @@ StandardBN = nn.BatchNorm2d
 StandardLinear = nn.Linear
 
 
+def _point_property(i: int) -> property:
+    """The original's point attribute ``alpha``/``t{i+1}`` as a view of the layer's point."""
+
+    def get(self) -> float:
+        return self._point_state.point[i]
+
+    def set(self, value: float) -> None:
+        point = list(self._point_state.point)
+        point[i] = float(value)
+        self.set_point(point)
+
+    return property(get, set, doc="A coordinate of the layer's point (the original's attribute name).")
+
+
+class PointState(NamedTuple):
+    """A layer's point and what its forward pass reads of it, set together by ``set_point``.
+
+    ``cvals`` are the coefficients ``c(point)`` as Python floats (eager mode: no extra kernels);
+    ``coeffs`` the same as a small tensor on the layer's device (what ``torch.compile`` traces: a
+    tensor, not a constant, so a new point does not recompile).
+    """
+
+    point: tuple
+    cvals: tuple
+    coeffs: torch.Tensor
+
+
 class SubspaceLayer:
     """Mixin for every subspace layer: the endpoint tensors and the point that weighs them.
 
     Subclasses set ``coefficients`` (a :class:`Coefficients`) and call :meth:`_add_endpoints`
     after the plain layer's ``__init__``.
 
-    The point lives in the original's float attributes (``alpha``, ``t1..``: the API, read and
-    set as before). Setting it also stores its coefficients ``c(point)``, which the forward pass
-    reads, twice: as Python floats (``_cvals``, what eager mode uses: no extra kernels) and as a
-    small tensor on the layer's device (``_coeffs``, what ``torch.compile`` traces: a tensor, not
-    a constant, so a new point does not recompile). :func:`modes.set_point` sets a whole model
-    with one coefficient tensor (one host-to-device copy). Like the floats they mirror, these are
-    plain attributes, not buffers: not module state (not in the state dict, untouched by code
-    that saves or restores buffers); ``_apply`` keeps ``_coeffs`` on the layer's device and
-    dtype. Setting a point replaces the tensor instead of writing into it, so a graph that saved
-    the old coefficients (``--num-samples`` > 1) keeps its own.
+    The point is owned by the layer and stored once, in a :class:`PointState` that only
+    :meth:`set_point` replaces. The original's attributes (``alpha`` for lines and curves,
+    ``t1..t{n-1}`` for simplexes) are properties over it: reading them reads the point, and
+    ``setattr(m, "alpha", a)`` (the original's way) calls :meth:`set_point`. The state is a plain
+    attribute, not a buffer: not in the state dict, untouched by code that saves or restores
+    buffers; ``_apply`` (``.to()``, ``.double()``) moves its tensor with the parameters. A new point
+    replaces the tensor instead of writing into it, so a graph that saved the old coefficients
+    (``--num-samples`` > 1) keeps its own. :func:`modes.set_point` sets a whole model with one
+    coefficient tensor (one host-to-device copy) through the same method.
     """
 
     coefficients: Coefficients
     _endpoint_params: dict  # "weight" -> ("weight", "weight1", ...)
+    _point_state: PointState
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        coefficients = cls.__dict__.get("coefficients")
+        if coefficients is not None:
+            for i, attr in enumerate(coefficients.point_attrs):
+                setattr(cls, attr, _point_property(i))
 
     @property
     def num_tensors(self) -> int:
@@ -74,8 +109,8 @@ class SubspaceLayer:
                 init(name, p)
                 self.register_parameter(f"{name}{i}", p)
             self._endpoint_params[name] = (name, *(f"{name}{i}" for i in range(1, self.num_tensors)))
-        self.__dict__["_coeffs"] = torch.empty(self.num_tensors)
-        self.set_point(self.coefficients.centre())
+        like = next(self.parameters())
+        self.set_point(self.coefficients.centre(), torch.empty(0, dtype=like.dtype, device=like.device))
 
     def endpoints(self, name: str = "weight") -> list:
         """The tensors ``[name, name1, ...]`` of one parameter, in coefficient order."""
@@ -83,41 +118,42 @@ class SubspaceLayer:
 
     @property
     def point(self) -> tuple:
-        """The current point, read from the original's attributes (``alpha`` or ``t1..``)."""
-        return tuple(getattr(self, a) for a in self.coefficients.point_attrs)
+        """The current point (``(alpha,)``, or ``(t1, ..., t{n-1})``)."""
+        return self._point_state.point
+
+    @property
+    def _cvals(self) -> tuple:
+        return self._point_state.cvals
+
+    @property
+    def _coeffs(self) -> torch.Tensor:
+        return self._point_state.coeffs
 
     def _check_point(self, point: Sequence[float]) -> None:
         attrs = self.coefficients.point_attrs
         if len(point) != len(attrs):
             raise ValueError(f"{type(self).__name__} takes a point of {len(attrs)} values, got {len(point)}")
 
-    def set_point(self, point: Sequence[float]) -> None:
+    def set_point(self, point: Sequence[float], coeffs: "torch.Tensor | None" = None) -> None:
         """Set the point this layer computes with (``alpha``, or ``t1..t{n-1}``).
 
-        To set many layers, :func:`modes.set_point` is faster (one tensor for all of them).
+        ``coeffs``: the coefficients ``c(point)`` already on the layer's device (shared by many
+        layers: :func:`modes.set_point` passes one tensor to all); an empty tensor gives only the
+        device and dtype to build them on.
         """
         self._check_point(point)
         point = tuple(map(float, point))
         cvals = tuple(self.coefficients(point))
-        old = self._coeffs
-        coeffs = torch.tensor(cvals, dtype=old.dtype).to(old.device)
-        self.__dict__.update(zip(self.coefficients.point_attrs, point), _cvals=cvals, _coeffs=coeffs)
+        if coeffs is None or coeffs.numel() == 0:
+            like = self._point_state.coeffs if coeffs is None else coeffs
+            coeffs = torch.tensor(cvals, dtype=like.dtype).to(like.device)
+        self.__dict__["_point_state"] = PointState(point, cvals, coeffs)
 
     def _apply(self, fn, recurse: bool = True):
         # .to(), .cuda(), .half() ...: the coefficients follow the parameters' device and dtype.
         super()._apply(fn, recurse)
-        like = fn(self._coeffs)
-        self.__dict__["_coeffs"] = torch.tensor(self._cvals, dtype=like.dtype).to(like.device)
+        self.set_point(self.point, fn(self._point_state.coeffs)[:0])
         return self
-
-    def __setattr__(self, name: str, value) -> None:
-        # The original sets the point with setattr(m, "alpha", a): keep the coefficients in step.
-        coefficients = getattr(type(self), "coefficients", None)
-        if coefficients is not None and name in coefficients.point_attrs and "_coeffs" in self.__dict__:
-            point = [value if a == name else getattr(self, a) for a in self.coefficients.point_attrs]
-            self.set_point(point)
-        else:
-            super().__setattr__(name, value)
 
     def combined(self, name: str) -> torch.Tensor | None:
         """The parameter ``name`` at the current point: ``sum_i c_i * name_i``."""
@@ -227,29 +263,44 @@ class SubspaceBN(SubspaceLayer, nn.BatchNorm2d):
 
 
 # --- named layer types -------------------------------------------------------------------------
+# One registry per family (--conv-type, --bn-type, and the linear layers that go with them).
 # Lines and curves as in the original; simplexes for any n through one cached subclass per n.
 
+LAYER_TYPES = {
+    "Conv": Registry("conv type", "--conv-type"),
+    "BN": Registry("BatchNorm type", "--bn-type"),
+    "Linear": Registry("linear type"),
+}
+for _family, _plain in (("Conv", nn.Conv2d), ("BN", nn.BatchNorm2d), ("Linear", nn.Linear)):
+    LAYER_TYPES[_family].register(_plain, name=f"Standard{_family}")
 
+
+@LAYER_TYPES["Conv"].register
 class LinesConv(SubspaceConv):
     coefficients = LineCoefficients()
 
 
+@LAYER_TYPES["BN"].register
 class LinesBN(SubspaceBN):
     coefficients = LineCoefficients()
 
 
+@LAYER_TYPES["Linear"].register
 class LinesLinear(SubspaceLinear):
     coefficients = LineCoefficients()
 
 
+@LAYER_TYPES["Conv"].register
 class CurvesConv(SubspaceConv):
     coefficients = CurveCoefficients()
 
 
+@LAYER_TYPES["BN"].register
 class CurvesBN(SubspaceBN):
     coefficients = CurveCoefficients()
 
 
+@LAYER_TYPES["Linear"].register
 class CurvesLinear(SubspaceLinear):
     coefficients = CurveCoefficients()
 
@@ -266,17 +317,6 @@ class SimplexLinear(SubspaceLinear):
     """Base of ``SimplexLinear<n>``; use :func:`get_layer_type` (``SimplexLinear3`` etc.)."""
 
 
-_FIXED_TYPES = {
-    "StandardConv": StandardConv,
-    "StandardBN": StandardBN,
-    "StandardLinear": StandardLinear,
-    "LinesConv": LinesConv,
-    "LinesBN": LinesBN,
-    "LinesLinear": LinesLinear,
-    "CurvesConv": CurvesConv,
-    "CurvesBN": CurvesBN,
-    "CurvesLinear": CurvesLinear,
-}
 _SIMPLEX_BASES = {"Conv": SimplexConv, "BN": SimplexBN, "Linear": SimplexLinear}
 _SIMPLEX_RE = re.compile(r"^Simplex(Conv|BN|Linear)(\d+)$")
 
@@ -285,6 +325,14 @@ _SIMPLEX_RE = re.compile(r"^Simplex(Conv|BN|Linear)(\d+)$")
 def _simplex_type(family: str, n: int) -> type:
     base = _SIMPLEX_BASES[family]
     return type(f"Simplex{family}{n}", (base,), {"coefficients": SimplexCoefficients(n), "__module__": __name__})
+
+
+for _family in _SIMPLEX_BASES:
+    LAYER_TYPES[_family].register_pattern(
+        rf"Simplex{_family}(\d+)",
+        lambda m, f=_family: _simplex_type(f, int(m.group(1))) if int(m.group(1)) >= 2 else None,
+        f"Simplex{_family}<n> (n >= 2)",
+    )
 
 
 def __getattr__(name: str) -> type:
@@ -297,9 +345,7 @@ def __getattr__(name: str) -> type:
 
 def layer_type_names(family: str | None = None) -> list:
     """The valid layer type names (``family`` one of Conv, BN, Linear, or all)."""
-    names = [k for k in _FIXED_TYPES if family is None or k.endswith(family)]
-    fams = [family] if family else list(_SIMPLEX_BASES)
-    return names + [f"Simplex{f}<n> (n >= 2)" for f in fams]
+    return [n for f, reg in LAYER_TYPES.items() if family in (None, f) for n in reg.names()]
 
 
 def get_layer_type(name: str, family: str | None = None) -> type:
@@ -307,23 +353,13 @@ def get_layer_type(name: str, family: str | None = None) -> type:
 
     Raises :class:`UserError` with the valid names when ``name`` is unknown or of another family.
     """
-    cls = _FIXED_TYPES.get(name)
-    if cls is None:
-        m = _SIMPLEX_RE.match(name)
-        if m and int(m.group(2)) >= 2:
-            cls = _simplex_type(m.group(1), int(m.group(2)))
-    if cls is None or (family is not None and _family_of(name) != family):
-        kind = {"Conv": "conv type", "BN": "BatchNorm type", "Linear": "linear type"}.get(family or "", "layer type")
-        flag = {"Conv": " (--conv-type)", "BN": " (--bn-type)"}.get(family or "", "")
-        raise UserError(f"unknown {kind} {name!r}{flag}; choose one of: {', '.join(layer_type_names(family))}")
-    return cls
-
-
-def _family_of(name: str) -> str:
-    for fam in ("Conv", "BN", "Linear"):
-        if name.endswith(fam) or re.match(rf"^Simplex{fam}\d+$", name):
-            return fam
-    return ""
+    if family is not None:
+        return LAYER_TYPES[family].get(name)
+    for reg in LAYER_TYPES.values():
+        found = reg.find(name)
+        if found is not None:
+            return found
+    raise unknown_name("layer type", name, layer_type_names())
 
 
 def coefficients_of(layer_type: type) -> Coefficients | None:

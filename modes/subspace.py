@@ -45,8 +45,8 @@ def set_points(layers: Sequence, points: torch.Tensor) -> None:
 
 
 def _assign(layers: list, points: list, shared: bool) -> None:
-    """Store ``points`` (one, or one per layer) in ``layers``, one coefficient table per group of
-    layers with the same device, dtype and coefficient function.
+    """Set ``points`` (one, or one per layer) through each layer's ``set_point``, with one
+    coefficient table per group of layers of the same device, dtype and coefficient function.
 
     No host-device sync: the table is built on the host and copied once per group, without
     blocking, from pinned memory when it goes to a GPU (the caching host allocator keeps that
@@ -57,24 +57,17 @@ def _assign(layers: list, points: list, shared: bool) -> None:
         c = m._coeffs
         groups.setdefault((c.device, c.dtype, m.coefficients), []).append(i)
     for (device, dtype, coefficients), idx in groups.items():
-        attrs = coefficients.point_attrs
         pts = [tuple(map(float, points[0 if shared else i])) for i in ([idx[0]] if shared else idx)]
         for p in pts:
-            if len(p) != len(attrs):
-                layers[idx[0]]._check_point(p)  # raises with the layer type in the message
-        cvals = [tuple(coefficients(p)) for p in pts]
-        table = torch.tensor(cvals, dtype=dtype)
+            layers[idx[0]]._check_point(p)  # raises with the layer type in the message
+        table = torch.tensor([tuple(coefficients(p)) for p in pts], dtype=dtype)
         if device.type == "cuda":
             table = table.pin_memory().to(device, non_blocking=True)
         elif device.type != "cpu":
             table = table.to(device)
-        if shared:
-            state = dict(zip(attrs, pts[0]), _cvals=cvals[0], _coeffs=table[0])
-            for i in idx:
-                layers[i].__dict__.update(state)
-        else:
-            for i, p, c, row in zip(idx, pts, cvals, table.unbind(0)):
-                layers[i].__dict__.update(zip(attrs, p), _cvals=c, _coeffs=row)
+        rows = table.unbind(0)
+        for k, i in enumerate(idx):
+            layers[i].set_point(pts[0 if shared else k], rows[0 if shared else k])
 
 
 def sample_and_set(layers: Sequence, coefficients: Coefficients, generator: torch.Generator, layerwise: bool) -> tuple:

@@ -23,7 +23,7 @@ import modes
 from args import Settings
 from data import TensorLoader, get_dataset
 from trainers import RunContext, get_trainer
-from trainers.base import train_step, uncompiled
+from utils.modules import unwrap as uncompiled
 from utils.memory import keep_freed_memory
 from utils.optim import get_optimizer
 
@@ -67,7 +67,7 @@ def step_context(kind: str, device: str = "cpu", **settings) -> tuple:
     net = models.get_model("CIFARResNet", models.Builder(conv, bn), output_size=10, model_name="cifar_resnet_8").to(device)
     if s.channels_last:
         net.to(memory_format=torch.channels_last)
-    ctx = RunContext(s, [net], [get_optimizer(s, net)], None, nn.CrossEntropyLoss(), torch.device(device))
+    ctx = RunContext([net], [get_optimizer(s, net)], None, nn.CrossEntropyLoss(), torch.device(device))
     trainer = get_trainer(trainer_name)(s)
     return trainer, ctx, trainer.begin_epoch(ctx, 0)
 
@@ -218,7 +218,7 @@ def test_bf16_autocast_in_the_training_step_keeps_fp32_weights():
     conv = modes.conv_layers(ctx.models[0])[0]
     conv.register_forward_hook(lambda m, i, o: seen.append(o.dtype))
     x, y = batch()
-    loss, out = train_step(ctx, trainer.loss, state, x, y)
+    loss, out = trainer.train_step(ctx, state, x, y)
     assert seen == [torch.bfloat16] and torch.isfinite(loss)
     assert all(p.dtype == torch.float32 for p in ctx.models[0].parameters())
     assert all(p.grad is not None and p.grad.dtype == torch.float32 for p in ctx.models[0].parameters())
@@ -229,7 +229,7 @@ def test_channels_last_training_step_matches_nchw():
     for cl in (False, True):
         trainer, ctx, state = step_context("lines", channels_last=cl)
         x, y = batch(channels_last=cl)
-        loss, out = train_step(ctx, trainer.loss, state, x, y)
+        loss, out = trainer.train_step(ctx, state, x, y)
         conv = modes.conv_layers(ctx.models[0])[1]
         assert conv.get_weight().is_contiguous(memory_format=torch.channels_last) == cl
         results.append((loss.item(), [p.detach().clone() for p in ctx.models[0].parameters()]))
@@ -252,7 +252,7 @@ def test_training_step_reads_nothing_back_from_the_device(monkeypatch):
         with monkeypatch.context() as m:
             m.setattr(torch.Tensor, "item", forbidden)
             m.setattr(torch.Tensor, "__float__", forbidden)
-            train_step(ctx, trainer.loss, state, x, y)
+            trainer.train_step(ctx, state, x, y)
 
 
 def test_data_on_device_image_folder_trains_end_to_end(tmp_path):
@@ -327,12 +327,12 @@ def test_eval_grid_bench_on_synthetic_arrays_with_its_options():
 def test_cuda_training_step_has_no_host_device_sync(kind, extra):
     trainer, ctx, state = step_context(kind, device="cuda", **extra)
     x, y = batch("cuda", n=32)
-    train_step(ctx, trainer.loss, state, x, y)  # warm-up: first allocations, cuBLAS/cuDNN handles
+    trainer.train_step(ctx, state, x, y)  # warm-up: first allocations, cuBLAS/cuDNN handles
     torch.cuda.synchronize()
     torch.cuda.set_sync_debug_mode("error")
     try:
         for _ in range(3):
-            train_step(ctx, trainer.loss, state, x, y)
+            trainer.train_step(ctx, state, x, y)
     finally:
         torch.cuda.set_sync_debug_mode("default")
     layers = modes.subspace_layers(ctx.models[0])
@@ -362,7 +362,7 @@ def test_cuda_compiled_subspace_does_not_recompile(fresh_dynamo):
     ctx.models[0] = torch.compile(net)
     x, y = batch("cuda", n=16)
     for _ in range(10):
-        train_step(ctx, trainer.loss, state, x, y)
+        trainer.train_step(ctx, state, x, y)
     assert dynamo_graphs() == 1
 
 

@@ -1,31 +1,23 @@
-"""Trainers by name (``--trainer``), each with the original's ``init``/``train``/``test`` roles."""
+"""Trainers by name (``--trainer``), each with the original's ``init``/``train``/``test`` roles.
+
+Every module of this package is imported here, so a new trainer is one file under ``trainers/``
+with a class decorated ``@TRAINERS.register``. An import error in a trainer module surfaces as
+itself, not as an unknown trainer name.
+"""
 from __future__ import annotations
 
-from utils.errors import unknown_name
+import importlib
+import pkgutil
 
-from .base import ResultRow, RunContext, TestResult, Trainer
-from .default import DefaultTrainer
-from .ensemble import EnsembleTrainer
-from .eval_one_dim_subspaces import EvalOneDimSubspaces
-from .eval_simplexes import EvalSimplexes
-from .swa import SWATrainer
-from .train_one_dim_subspaces import OneDimSubspaceTrainer
-from .train_simplexes import SimplexTrainer
+from .base import TRAINERS, Position, ResultRow, RunContext, TestResult, Trainer
 
-TRAINERS: dict = {t.name: t for t in (DefaultTrainer, OneDimSubspaceTrainer, SimplexTrainer, EvalOneDimSubspaces, EvalSimplexes, EnsembleTrainer, SWATrainer)}
-
-
-def register_trainer(cls: type) -> type:
-    """Class decorator: make a :class:`Trainer` subclass available as ``--trainer <cls.name>``."""
-    TRAINERS[cls.name] = cls
-    return cls
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 
 def get_trainer(name: str) -> type:
     """The trainer class ``--trainer`` names; a UserError lists the valid names otherwise."""
-    if name not in TRAINERS:
-        raise unknown_name("trainer", name, list(TRAINERS), "--trainer")
-    return TRAINERS[name]
+    return TRAINERS.get(name)
 
 
-__all__ = ["ResultRow", "RunContext", "TestResult", "Trainer", "TRAINERS", "get_trainer", "register_trainer"]
+__all__ = ["Position", "ResultRow", "RunContext", "TestResult", "Trainer", "TRAINERS", "get_trainer"]

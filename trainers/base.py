@@ -1,10 +1,14 @@
-"""The uniform trainer interface: ``init``, ``train`` (one epoch), ``test`` -> :class:`TestResult`.
+"""The uniform trainer interface and the training epoch every training trainer shares.
 
-A trainer holds no global state: everything a run has (settings, models, optimisers, data,
-loss, device, TensorBoard writer) comes in a :class:`RunContext`.
+A trainer is one file under ``trainers/`` with a class decorated ``@TRAINERS.register``. It
+receives its settings once, at construction (``self.settings``), and everything else a run has
+(models, optimisers, data, loss, device, TensorBoard writer, checkpointing) in a
+:class:`RunContext`. What differs between trainers is declared by the hooks of :class:`Trainer`;
+the run loop (``trainers/loop.py``) and ``main.py`` name no trainer.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
@@ -14,8 +18,11 @@ from tqdm import tqdm
 
 from modes import subspace_coefficients
 from utils.errors import UserError
-from utils.bn import uncompiled  # noqa: F401  (re-exported)
 from utils.evaluation import autocast, to_device
+from utils.modules import unwrap
+from utils.registry import Registry
+
+TRAINERS: Registry = Registry("trainer", "--trainer")
 
 
 @dataclass
@@ -43,123 +50,232 @@ class TestResult:
 
 
 @dataclass
-class RunContext:
-    """Everything one run has, handed to the trainer explicitly."""
+class Position:
+    """Where a run is: ``batch`` steps into epoch ``epoch`` (0 at an epoch boundary).
 
-    settings: object
+    ``loss_sum`` is the epoch's summed training loss so far and ``rng`` the random generators'
+    states, so that a run resumed mid-epoch continues exactly (issue: never lose a run).
+    """
+
+    epoch: int
+    batch: int = 0
+    loss_sum: float = 0.0
+    rng: dict = field(default_factory=dict)
+
+
+class Diverged(UserError):
+    """The training loss became NaN or infinite: the run stops without saving the bad weights."""
+
+
+class Stopped(Exception):
+    """A stop was requested (SIGTERM, e.g. Slurm preemption): a checkpoint was written at ``path``."""
+
+    def __init__(self, path: Optional[str], position: Position):
+        super().__init__(f"stopped at epoch {position.epoch + 1}, step {position.batch}")
+        self.path, self.position = path, position
+
+
+@dataclass
+class RunContext:
+    """Everything one run has besides its settings, handed to the trainer explicitly."""
+
     models: list
     optimizers: list
     data: object
     criterion: nn.Module
     device: torch.device
     writer: object = None  # a SummaryWriter, or None when not saving
-    save_checkpoint: Callable[[int, int], None] = lambda epoch, it: None
+    # save_checkpoint(position): write a checkpoint of the run at ``position`` (no-op when not saving).
+    save_checkpoint: Callable[[Position], Optional[str]] = lambda position: None
     scaler: object = None  # torch.amp.GradScaler for --amp fp16
+    resume_at: Optional[Position] = None  # a mid-epoch position to continue from, taken once
+    should_stop: Callable[[], bool] = lambda: False  # polled once per step (a plain flag: no sync)
+    # Mid-epoch checkpoints: every --checkpoint-every-minutes, and at --save-iters.
+    checkpoint_due: Callable[[int], bool] = lambda it: False
 
     def log_scalar(self, tag: str, value: float, step: int) -> None:
         """Write a TensorBoard scalar when the run is saved."""
         if self.writer is not None:
             self.writer.add_scalar(tag, value, step)
 
+    def take_resume(self, epoch: int) -> Position:
+        """The position to start ``epoch`` at: the mid-epoch resume point once, then batch 0."""
+        at, self.resume_at = self.resume_at, None
+        return at if at is not None and at.epoch == epoch else Position(epoch)
+
+
+@dataclass
+class EpochState:
+    """Per-epoch state of the training step; ``generator`` (if any) is saved in mid-epoch checkpoints."""
+
+    generator: Optional[torch.Generator] = None
+
 
 class Trainer:
-    """Base trainer. Subclasses set ``kinds`` (the subspace kinds they accept: "standard",
-    "line", "curve", "simplex") and implement ``loss`` (training) and/or ``test``."""
+    """Base trainer. Subclasses set ``name``, ``kinds`` (the subspace kinds they accept: "standard",
+    "line", "curve", "simplex") and implement ``test`` and, to train, ``loss`` or ``train``.
+
+    Hooks the run loop calls, in order: :meth:`adjust_settings` (class method, on the parsed
+    settings), the constructor, :meth:`check`, :meth:`prepare_models`, :meth:`init`, then per
+    epoch :meth:`learning_rate`, :meth:`train`, :meth:`test`; :meth:`state_dict` /
+    :meth:`load_state_dict` carry any state of the trainer's own through checkpoints.
+    """
 
     name = "base"
     kinds: tuple = ("standard",)
     trains = True  # False: an evaluation-only trainer (no epochs, no checkpoints)
+    models_from_checkpoints = False  # True: one model per state dict in --resume (ensembles)
 
     def __init__(self, settings):
         self.settings = settings
 
-    # -- checks before anything is written ----------------------------------------------------
+    # -- before anything is built or written -----------------------------------------------------
+    @classmethod
+    def adjust_settings(cls, settings):
+        """The settings this trainer runs with: what it implies, or a UserError for what it refuses."""
+        return settings
+
     def check(self, models: list) -> None:
         """Raise UserError when the models do not fit this trainer (e.g. a line for train_simplexes)."""
-        coeffs = subspace_coefficients(getattr(models[0], "module", models[0]))
+        coeffs = subspace_coefficients(unwrap(models[0]))
         kind = coeffs.kind if coeffs is not None else "standard"
         if kind not in self.kinds:
             raise UserError(
                 f"trainer {self.name} works on {' / '.join(self.kinds)} models, but --conv-type "
-                f"{self.settings.conv_type} makes a {kind} model; {self._fix_hint(kind)}"
+                f"{self.settings.conv_type} makes a {kind} model; {_fix_hint(kind)}"
             )
 
-    def _fix_hint(self, kind: str) -> str:
-        return {
-            "standard": "use --trainer default (or ensemble/swa) for StandardConv models",
-            "line": "use --trainer train_one_dim_subspaces or eval_one_dim_subspaces for lines",
-            "curve": "use --trainer train_one_dim_subspaces or eval_one_dim_subspaces for curves",
-            "simplex": "use --trainer train_simplexes or eval_simplexes for SimplexConv<n> models",
-        }[kind]
+    def prepare_models(self, models: list) -> None:
+        """Adjust the freshly built (and loaded) models before they move to the device."""
 
-    # -- the original's three roles ------------------------------------------------------------
+    # -- the original's three roles ----------------------------------------------------------
     def init(self, ctx: RunContext) -> None:
         """Called once before the first epoch."""
 
+    def learning_rate(self, epoch: int, schedule: Callable[[int], float]) -> float:
+        """The learning rate of ``epoch`` (default: the ``--lr-policy`` schedule's)."""
+        return schedule(epoch)
+
     def train(self, ctx: RunContext, epoch: int) -> float:
         """Train one epoch; return the mean training loss."""
-        return train_epoch(ctx, epoch, self.loss, self.begin_epoch(ctx, epoch))
+        return self.train_epoch(ctx, epoch, self.begin_epoch(ctx, epoch))
 
     def test(self, ctx: RunContext, epoch: int) -> TestResult:
         """Evaluate; return accuracy and metrics."""
         raise NotImplementedError
 
-    # -- the training step ---------------------------------------------------------------------
-    def begin_epoch(self, ctx: RunContext, epoch: int) -> object:
-        """Per-epoch state for ``loss`` (e.g. the point generator); None by default."""
-        return None
+    def state_dict(self) -> dict:
+        """The trainer's own state to keep in checkpoints (tensors and builtins only)."""
+        return {}
 
-    def loss(self, ctx: RunContext, state: object, x: torch.Tensor, y: torch.Tensor) -> tuple:
+    def load_state_dict(self, state: dict) -> None:
+        """Restore what :meth:`state_dict` returned."""
+
+    # -- the training step -------------------------------------------------------------------
+    def begin_epoch(self, ctx: RunContext, epoch: int) -> EpochState:
+        """Per-epoch state for ``loss`` (e.g. the point generator)."""
+        return EpochState()
+
+    def loss(self, ctx: RunContext, state: EpochState, x: torch.Tensor, y: torch.Tensor) -> tuple:
         """Loss and logits of one batch (the forward pass of the training step)."""
         out = ctx.models[0](x)
         return ctx.criterion(out, y), out
 
+    def train_step(self, ctx: RunContext, state: EpochState, x: torch.Tensor, y: torch.Tensor) -> tuple:
+        """One step of the first model: ``loss`` forward (under ``--amp`` autocast), backward,
+        optimizer step. Returns ``(loss, logits)`` on the device: nothing here waits for it."""
+        optimizer = ctx.optimizers[0]
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(ctx.device, self.settings.amp):
+            loss, out = self.loss(ctx, state, x, y)
+        if ctx.scaler is not None:
+            ctx.scaler.scale(loss).backward()
+            ctx.scaler.step(optimizer)
+            ctx.scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+        return loss, out
 
-def train_step(ctx: RunContext, loss_fn: Callable, state: object, x: torch.Tensor, y: torch.Tensor) -> tuple:
-    """One training step of the first model: ``loss_fn`` forward (under ``--amp`` autocast),
-    backward, optimizer step. Returns ``(loss, logits)``, still on the device: nothing here
-    waits for the device."""
-    optimizer = ctx.optimizers[0]
-    optimizer.zero_grad(set_to_none=True)
-    with autocast(ctx.device, ctx.settings.amp):
-        loss, out = loss_fn(ctx, state, x, y)
-    if ctx.scaler is not None:
-        ctx.scaler.scale(loss).backward()
-        ctx.scaler.step(optimizer)
-        ctx.scaler.update()
-    else:
-        loss.backward()
-        optimizer.step()
-    return loss, out
+    def train_epoch(self, ctx: RunContext, epoch: int, state: EpochState) -> float:
+        """One epoch of :meth:`train_step` over the training batches; the mean loss.
+
+        No host-device sync per step: the running loss stays on the device and is read every
+        ``--log-interval`` batches and at the end, which is also where a NaN or infinite loss is
+        caught (the step it first appeared at is tracked on the device). A run resumed mid-epoch
+        (``ctx.resume_at``) skips the batches already trained and restores the generators.
+        """
+        s, model = self.settings, ctx.models[0]
+        model.train()
+        at = ctx.take_resume(epoch)
+        ctx.data.set_epoch(epoch, start_batch=at.batch)
+        if at.rng:
+            restore_rng(at.rng, state)
+        n_batches = len(ctx.data.train_loader)
+        total = torch.full((), at.loss_sum, device=ctx.device)
+        first_bad = torch.full((), -1, device=ctx.device, dtype=torch.long)
+        bar = tqdm(ctx.data.train_loader, total=n_batches - at.batch, desc=f"epoch {epoch + 1}/{s.epochs}",
+                   leave=False, dynamic_ncols=True, disable=None)
+        for batch_idx, (x, y) in enumerate(bar, start=at.batch):
+            x, y = to_device(x, ctx.device, s.channels_last), y.to(ctx.device, non_blocking=True)
+            loss, _ = self.train_step(ctx, state, x, y)
+            loss = loss.detach()
+            total += loss
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), batch_idx, first_bad)
+            it = n_batches * epoch + batch_idx
+            if batch_idx % s.log_interval == 0:
+                value = loss.item()
+                check_finite(value, first_bad, epoch)
+                bar.set_postfix(loss=f"{value:.4f}")
+                ctx.log_scalar("train/loss", value, it)
+            done = Position(epoch, batch_idx + 1, 0.0)
+            stop = ctx.should_stop()
+            if (stop or ctx.checkpoint_due(it)) and batch_idx + 1 < n_batches:
+                check_finite(total.item(), first_bad, epoch)
+                done.loss_sum, done.rng = total.item(), rng_state(state)
+                path = ctx.save_checkpoint(done)
+                if stop:
+                    raise Stopped(path, done)
+        bar.close()
+        mean = total.item() / max(1, n_batches)
+        check_finite(mean, first_bad, epoch)
+        return mean
 
 
-def train_epoch(ctx: RunContext, epoch: int, loss_fn: Callable, state: object) -> float:
-    """One epoch of the first model: :func:`train_step` on every batch.
+def check_finite(value: float, first_bad: torch.Tensor, epoch: int) -> None:
+    """Raise :class:`Diverged` naming the epoch and step when the training loss stopped being finite."""
+    if math.isfinite(value):
+        return
+    step = int(first_bad.item())
+    raise Diverged(
+        f"the training loss became {value} at epoch {epoch + 1}, step {step + 1 if step >= 0 else '?'}; "
+        f"the run stopped and kept its last good checkpoint: lower --lr (or add --warmup-length, or --amp none)"
+    )
 
-    No host-device sync per step: the running loss and accuracy stay on the device and are read
-    every ``--log-interval`` batches (for the progress bar and TensorBoard) and at the end.
-    """
-    s = ctx.settings
-    model = ctx.models[0]
-    model.train()
-    loader = ctx.data.train_loader
-    n_batches = len(loader)
-    total_loss = torch.zeros((), device=ctx.device)
-    correct = torch.zeros((), device=ctx.device, dtype=torch.long)
-    seen = 0
-    bar = tqdm(loader, total=n_batches, desc=f"epoch {epoch + 1}/{s.epochs}", leave=False, dynamic_ncols=True, disable=None)
-    for batch_idx, (x, y) in enumerate(bar):
-        x, y = to_device(x, ctx.device, s.channels_last), y.to(ctx.device, non_blocking=True)
-        loss, out = train_step(ctx, loss_fn, state, x, y)
-        total_loss += loss.detach()
-        correct += (out.detach().argmax(dim=1) == y).sum()
-        seen += len(y)
-        it = n_batches * epoch + batch_idx
-        if batch_idx % s.log_interval == 0:
-            value = loss.item()
-            bar.set_postfix(loss=f"{value:.4f}", acc=f"{correct.item() / seen:.3f}")
-            ctx.log_scalar("train/loss", value, it)
-        if s.save and s.save_iters and it in s.save_iters:
-            ctx.save_checkpoint(epoch, it)
-    bar.close()
-    return (total_loss / max(1, n_batches)).item()
+
+def rng_state(state: EpochState) -> dict:
+    """The generators a mid-epoch checkpoint must hold: torch's (dropout), CUDA's, the epoch's."""
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    if state.generator is not None:
+        rng["epoch"] = state.generator.get_state()
+    return rng
+
+
+def restore_rng(rng: dict, state: EpochState) -> None:
+    """Put back what :func:`rng_state` saved."""
+    torch.set_rng_state(rng["torch"])
+    if "cuda" in rng and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+    if "epoch" in rng and state.generator is not None:
+        state.generator.set_state(rng["epoch"])
+
+
+def _fix_hint(kind: str) -> str:
+    return {
+        "standard": "use --trainer default (or ensemble/swa) for StandardConv models",
+        "line": "use --trainer train_one_dim_subspaces or eval_one_dim_subspaces for lines",
+        "curve": "use --trainer train_one_dim_subspaces or eval_one_dim_subspaces for curves",
+        "simplex": "use --trainer train_simplexes or eval_simplexes for SimplexConv<n> models",
+    }[kind]

@@ -4,12 +4,12 @@ from __future__ import annotations
 from utils.evaluation import predict
 from utils.metrics import classification_metrics
 
-from .base import RunContext, TestResult, Trainer
+from .base import TRAINERS, RunContext, TestResult, Trainer
 
 
-def test_metrics(ctx: RunContext, model, epoch: int, prefix: str = "test") -> tuple:
-    """Accuracy and the calibration metrics of ``model`` on the test set, logged to TensorBoard."""
-    s = ctx.settings
+def test_metrics(s, ctx: RunContext, model, epoch: int, prefix: str = "test") -> tuple:
+    """Accuracy and the calibration metrics of ``model`` on the test set (settings ``s``: --amp,
+    --channels-last), logged to TensorBoard."""
     preds = predict(model, ctx.data.val_loader, ctx.device, amp=s.amp, channels_last=s.channels_last)
     m = classification_metrics(preds.logits, preds.targets)
     acc = m.pop("acc")
@@ -20,6 +20,7 @@ def test_metrics(ctx: RunContext, model, epoch: int, prefix: str = "test") -> tu
     return acc, m
 
 
+@TRAINERS.register
 class DefaultTrainer(Trainer):
     """``--trainer default``: plain SGD on one standard network."""
 
@@ -27,5 +28,5 @@ class DefaultTrainer(Trainer):
     kinds = ("standard",)
 
     def test(self, ctx: RunContext, epoch: int) -> TestResult:
-        acc, metrics = test_metrics(ctx, ctx.models[0], epoch)
+        acc, metrics = test_metrics(self.settings, ctx, ctx.models[0], epoch)
         return TestResult(acc, metrics)

@@ -18,17 +18,18 @@ from utils.bn import update_bn
 from utils.errors import UserError
 from utils.metrics import pairwise_stats
 
-from .base import RunContext, TestResult, Trainer
+from .base import TRAINERS, RunContext, TestResult, Trainer
 from .evaluate import EvalBatches, Evaluator, members_metrics, point_metrics
 
 
+@TRAINERS.register
 class EnsembleTrainer(Trainer):
     """Evaluates the ensemble of the models in ``--resume a.pt,b.pt,...`` (one member per state dict)."""
 
     name = "ensemble"
     kinds = ("standard",)
     trains = False
-    models_from_checkpoints = True  # main.py makes one model per state dict in --resume
+    models_from_checkpoints = True  # one model per state dict in --resume
 
     def check(self, models: list) -> None:
         super().check(models)
@@ -40,7 +41,7 @@ class EnsembleTrainer(Trainer):
         batches = EvalBatches(ctx.data)  # every member sees the same decoded batches
         preds = []
         for model in ctx.models:
-            ev = Evaluator(ctx, model, lambda loader, m, device: update_bn(loader, m, device), batches)
+            ev = Evaluator(s, ctx, model, lambda loader, m, device: update_bn(loader, m, device), batches)
             preds.append(ev.outputs(None, s.update_bn))
         ens = members_metrics(preds, s.ensemble_mode, prefix="")
         acc = ens.pop("acc")

@@ -20,7 +20,7 @@ from utils.bn import update_bn
 from utils.errors import UserError
 from utils.metrics import disagreement, feature_cossim, tv_distance
 
-from .base import ResultRow, RunContext, TestResult, Trainer
+from .base import TRAINERS, ResultRow, RunContext, TestResult, Trainer
 from .evaluate import Evaluator, members_metrics, point_key, point_metrics
 
 
@@ -48,6 +48,7 @@ def _fmt(a: float) -> str:
     return format(a, "g")
 
 
+@TRAINERS.register
 class EvalOneDimSubspaces(Trainer):
     """Evaluates a line or curve checkpoint (``--resume CKPT --pretrained --epochs 0``) at one pair
     ``--alpha0/--alpha1`` or at every pair (a, 1 - a) of ``--alphas``."""
@@ -72,7 +73,7 @@ class EvalOneDimSubspaces(Trainer):
         s = self.settings
         pairs = self.pairs()
         # Late-bound so that tests can count the recomputes through this module's update_bn.
-        ev = Evaluator(ctx, ctx.models[0], lambda loader, model, device: update_bn(loader, model, device))
+        ev = Evaluator(s, ctx, ctx.models[0], lambda loader, model, device: update_bn(loader, model, device))
         uses = Counter(a for pair in pairs for a in pair)
         results: dict = {}
         # A point's outputs are kept until its last pair is done; pairs (a, 1-a) and (1-a, a) share
@@ -86,7 +87,6 @@ class EvalOneDimSubspaces(Trainer):
                 uses[a] -= 1
                 if uses[a] == 0:
                     ev.release((a,), s.update_bn)
-        self.bn_recomputes = ev.bn_recomputes
         for i, (a0, a1) in enumerate(pairs):
             acc, m = results[i]
             ctx.log_scalar("eval/acc", acc, i)

@@ -15,11 +15,13 @@ from modes import endpoint_stats, subspace_coefficients
 from utils.bn import update_bn
 from utils.errors import UserError
 from utils.metrics import pairwise_stats
+from utils.modules import unwrap
 
-from .base import RunContext, TestResult, Trainer
+from .base import TRAINERS, RunContext, TestResult, Trainer
 from .evaluate import Evaluator, members_metrics, point_metrics
 
 
+@TRAINERS.register
 class EvalSimplexes(Trainer):
     """Evaluates a simplex checkpoint (``--resume CKPT --pretrained --epochs 0``).
 
@@ -41,12 +43,11 @@ class EvalSimplexes(Trainer):
 
     def test(self, ctx: RunContext, epoch: int) -> TestResult:
         s = self.settings
-        net = getattr(ctx.models[0], "module", ctx.models[0])
+        net = unwrap(ctx.models[0])
         coeffs = subspace_coefficients(net)
-        ev = Evaluator(ctx, ctx.models[0], lambda loader, model, device: update_bn(loader, model, device))
+        ev = Evaluator(s, ctx, ctx.models[0], lambda loader, model, device: update_bn(loader, model, device))
         centre = ev.outputs(coeffs.centre(), True)
         vertices = [ev.outputs(coeffs.vertex(i), s.update_bn) for i in range(coeffs.num_tensors)]
-        self.bn_recomputes = ev.bn_recomputes
 
         m = point_metrics(centre)
         acc = m.pop("acc")

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from modes import set_point
+from utils.modules import unwrap
 from utils.evaluation import CachedBatches, Predictions, predict
 from utils.metrics import classification_metrics, ensemble_metrics
 
@@ -49,12 +50,11 @@ class Evaluator:
     when the evaluator was made (the checkpoint's), whatever points were recomputed before.
     """
 
-    def __init__(self, ctx: RunContext, model: nn.Module, bn_update: BNUpdate, batches: Optional[EvalBatches] = None):
-        self.ctx, self.model = ctx, model
-        self.net = getattr(model, "module", model)
+    def __init__(self, settings, ctx: RunContext, model: nn.Module, bn_update: BNUpdate, batches: Optional[EvalBatches] = None):
+        self.settings, self.ctx, self.model = settings, ctx, model
+        self.net = unwrap(model)
         self.batches = batches or EvalBatches(ctx.data)
         self.bn_update = bn_update
-        self.bn_recomputes = 0
         self._saved_buffers = {k: v.detach().clone() for k, v in self.net.named_buffers()}
         self._cache: dict = {}
 
@@ -62,12 +62,11 @@ class Evaluator:
         """Test-set logits and features at ``point`` (None: the model as it is, e.g. a standard net)."""
         key = (point_key(point), bool(recompute_bn))
         if key not in self._cache:
-            s = self.ctx.settings
+            s = self.settings
             if point is not None:
                 set_point(self.net, key[0])
             if recompute_bn:
                 self.bn_update(self.batches.bn, self.model, self.ctx.device)
-                self.bn_recomputes += 1
             else:
                 self._restore_buffers()
             self._cache[key] = predict(self.model, self.batches.test, self.ctx.device, with_features=True, amp=s.amp, channels_last=s.channels_last)

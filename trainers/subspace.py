@@ -7,14 +7,17 @@ from modes import conv_layers, cosine_regulariser, endpoint_pair, endpoint_stats
 from utils.bn import update_bn
 from utils.seed import make_generator
 
-from .base import RunContext, Trainer
+from utils.modules import unwrap
+
+from .base import EpochState, RunContext, Trainer
 from .default import test_metrics
 
 
-class _EpochState:
+class _EpochState(EpochState):
     """What one epoch's steps share: the layers, their coefficient function, the generator."""
 
     def __init__(self, net, seed: int, epoch: int):
+        super().__init__()
         self.layers = subspace_layers(net)
         self.convs = conv_layers(net)
         self.coefficients = subspace_coefficients(net)
@@ -28,7 +31,7 @@ class SubspaceTrainer(Trainer):
     endpoint is updated; ``--beta`` > 0 adds the cosine regulariser of Eq. 3."""
 
     def begin_epoch(self, ctx: RunContext, epoch: int) -> _EpochState:
-        return _EpochState(getattr(ctx.models[0], "module", ctx.models[0]), self.settings.seed, epoch)
+        return _EpochState(unwrap(ctx.models[0]), self.settings.seed, epoch)
 
     def loss(self, ctx: RunContext, st: _EpochState, x: torch.Tensor, y: torch.Tensor) -> tuple:
         s, model = self.settings, ctx.models[0]
@@ -54,12 +57,12 @@ class SubspaceTrainer(Trainer):
     def evaluate_centre(self, ctx: RunContext, epoch: int, recompute_bn: bool) -> tuple:
         """Accuracy and metrics at the centre of the subspace (midpoint of a line or curve)."""
         model = ctx.models[0]
-        net = getattr(model, "module", model)
+        net = unwrap(model)
         coeffs = subspace_coefficients(net)
         set_point(net, coeffs.centre())
         if recompute_bn:
             update_bn(ctx.data.bn_loader, model, ctx.device)  # unwraps a compiled model itself
-        acc, metrics = test_metrics(ctx, model, epoch)
+        acc, metrics = test_metrics(self.settings, ctx, model, epoch)
         cossim, l2 = endpoint_stats(net)
         ctx.log_scalar("test/norm", l2, epoch)
         ctx.log_scalar("test/cossim", cossim, epoch)

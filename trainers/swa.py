@@ -7,7 +7,7 @@ training data. Built on ``torch.optim.swa_utils``: :class:`AveragedModel` keeps 
 average, :class:`SWALR` gives the learning rate of the averaging phase, ``update_bn`` the
 statistics (through :func:`utils.bn.update_bn`).
 
-The average lives in ``models[1]`` (main.py freezes ``models[1:]`` with ``--trainswa``), so it is
+The average lives in ``models[1]`` (frozen, as ``models[2:]``, by ``prepare_models``), so it is
 saved in the checkpoint's ``state_dicts`` like any model and loads with ``weights_only=True``.
 How many epochs it averages follows from the epoch (one update per epoch from the start epoch),
 and the learning rate is a pure function of the epoch, so a resumed run continues exactly.
@@ -22,9 +22,11 @@ from torch.optim.swa_utils import SWALR, AveragedModel
 
 from utils.bn import update_bn
 from utils.errors import UserError
-from utils.schedulers import assign_learning_rate, get_schedule
+from utils.modules import unwrap
+from utils.schedulers import get_schedule
+from args import replace
 
-from .base import RunContext, TestResult, train_epoch
+from .base import TRAINERS, RunContext, TestResult
 from .default import DefaultTrainer, test_metrics
 from .evaluate import EvalBatches
 
@@ -58,26 +60,41 @@ def swa_learning_rate(settings, epoch: int) -> float:
     return float(opt.param_groups[0]["lr"])
 
 
+@TRAINERS.register
 class SWATrainer(DefaultTrainer):
-    """Standard training of ``models[0]``; ``models[1]`` is its stochastic weight average."""
+    """Standard training of ``models[0]``; ``models[1]`` is its stochastic weight average and
+    ``models[2:]`` the snapshots of ``--swa-save-epochs`` (the original's SWA baseline keeps them
+    in its model list too, as fixed copies of ``models[0]`` after those epochs)."""
 
     name = "swa"
     kinds = ("standard",)
 
+    @classmethod
+    def adjust_settings(cls, s):
+        if not (0.0 <= s.swa_start < 1.0 and s.swa_lr > 0):
+            raise UserError(f"--swa-start {s.swa_start} must be a fraction of the epochs in [0, 1) and --swa-lr {s.swa_lr} positive")
+        snapshots = tuple(s.swa_save_epochs or ())
+        bad = [e for e in snapshots if not 1 <= e <= s.epochs]
+        if bad or len(set(snapshots)) != len(snapshots):
+            raise UserError(f"--swa-save-epochs {','.join(map(str, snapshots))} must be distinct epochs in 1..{s.epochs} (--epochs)")
+        return replace(s, trainswa=True, num_models=max(s.num_models, 2 + len(snapshots)))
+
     def check(self, models: list) -> None:
         super().check(models)
-        if len(models) < 2:  # main.py gives the swa trainer two models; --swa-start/--swa-lr are checked there
-            raise UserError("the SWA baseline keeps its average in a second model; pass --num-models 2 (or --trainswa)")
         s = self.settings
         if s.pretrained and s.epochs == 0:
             # With --pretrained the epoch count restarts, so nothing tells whether models[1] is an average.
             raise UserError("--pretrained --epochs 0 cannot tell how far an SWA checkpoint averaged; evaluate it with --resume CKPT --epochs <its epochs> (no --pretrained)")
 
+    def prepare_models(self, models: list) -> None:
+        for net in models[1:]:
+            net.requires_grad_(False)  # as the original: the SWA baseline trains models[0] only
+
     def init(self, ctx: RunContext) -> None:
         # Average into models[1] itself, so that checkpoints hold it (AveragedModel would average
         # into a deep copy of the model it is given: give it a placeholder and swap models[1] in).
         self.swa = AveragedModel(nn.Identity())
-        self.swa.module = getattr(ctx.models[1], "module", ctx.models[1])
+        self.swa.module = unwrap(ctx.models[1])
         self._synced = False
 
     def _sync(self, completed_epochs: int) -> None:
@@ -86,30 +103,33 @@ class SWATrainer(DefaultTrainer):
             self.swa.n_averaged.fill_(max(0, completed_epochs - swa_start_epoch(self.settings)))
             self._synced = True
 
+    def learning_rate(self, epoch: int, schedule) -> float:
+        # From --swa-start on, SWALR's annealing to --swa-lr replaces the --lr-policy schedule.
+        if epoch >= swa_start_epoch(self.settings):
+            return swa_learning_rate(self.settings, epoch)
+        return schedule(epoch)
+
     def train(self, ctx: RunContext, epoch: int) -> float:
         s = self.settings
         self._sync(epoch)
-        averaging = epoch >= swa_start_epoch(s)
-        if averaging:
-            lr = swa_learning_rate(s, epoch)
-            for opt in ctx.optimizers:
-                if opt is not None:
-                    assign_learning_rate(opt, lr)
-            ctx.log_scalar("train/swa_lr", lr, epoch)
-        loss = train_epoch(ctx, epoch, self.loss, None)
-        if averaging:
-            self.swa.update_parameters(getattr(ctx.models[0], "module", ctx.models[0]))
+        loss = self.train_epoch(ctx, epoch, self.begin_epoch(ctx, epoch))
+        if epoch >= swa_start_epoch(s):
+            self.swa.update_parameters(unwrap(ctx.models[0]))
+        if s.swa_save_epochs and epoch + 1 in s.swa_save_epochs:
+            snapshot = unwrap(ctx.models[2 + s.swa_save_epochs.index(epoch + 1)])
+            snapshot.load_state_dict(unwrap(ctx.models[0]).state_dict())
         return loss
 
     def test(self, ctx: RunContext, epoch: int) -> TestResult:
-        # From main.py's evaluation-only path, ``epoch`` is the number of completed epochs.
+        # From the evaluation-only path, ``epoch`` is the number of completed epochs.
+        s = self.settings
         self._sync(epoch)
-        acc0, m0 = test_metrics(ctx, ctx.models[0], epoch, prefix="test_model")
+        acc0, m0 = test_metrics(s, ctx, ctx.models[0], epoch, prefix="test_model")
         n = int(self.swa.n_averaged)
-        metrics = {"model_acc": acc0, **{f"model_{k}": v for k, v in m0.items() if k != "test_loss"}, "swa_n": n, "swa_start_epoch": swa_start_epoch(self.settings)}
+        metrics = {"model_acc": acc0, **{f"model_{k}": v for k, v in m0.items() if k != "test_loss"}, "swa_n": n, "swa_start_epoch": swa_start_epoch(s)}
         if n == 0:
             return TestResult(acc0, {"swa_acc": None, **m0, **metrics})
         # The average's BatchNorm statistics, recomputed over the training data (fixed batches).
         update_bn(EvalBatches(ctx.data, cache_bn=False).bn, ctx.models[1], ctx.device)
-        acc, m = test_metrics(ctx, ctx.models[1], epoch, prefix="test")
+        acc, m = test_metrics(s, ctx, ctx.models[1], epoch, prefix="test")
         return TestResult(acc, {"swa_acc": acc, **m, **metrics})

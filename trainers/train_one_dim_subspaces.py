@@ -1,10 +1,11 @@
 """``--trainer train_one_dim_subspaces``: lines (LinesConv/LinesBN) and curves (CurvesConv/CurvesBN)."""
 from __future__ import annotations
 
-from .base import RunContext, TestResult
+from .base import TRAINERS, RunContext, TestResult
 from .subspace import SubspaceTrainer
 
 
+@TRAINERS.register
 class OneDimSubspaceTrainer(SubspaceTrainer):
     """Trains a line or a curve; tests at the midpoint alpha = 0.5, with BatchNorm statistics
     recomputed there first when ``--train-update-bn``."""

@@ -1,10 +1,11 @@
 """``--trainer train_simplexes``: simplexes with n vertices (SimplexConv<n>/SimplexBN<n>)."""
 from __future__ import annotations
 
-from .base import RunContext, TestResult
+from .base import TRAINERS, RunContext, TestResult
 from .subspace import SubspaceTrainer
 
 
+@TRAINERS.register
 class SimplexTrainer(SubspaceTrainer):
     """Trains a simplex; tests at its centre (t_i = 1/n), always after recomputing the BatchNorm
     statistics there. ``wa_acc`` is the centre's accuracy, as the original named it."""

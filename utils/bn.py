@@ -13,15 +13,12 @@ import torch
 import torch.nn as nn
 from torch.optim.swa_utils import update_bn as _swa_update_bn
 
-
-def uncompiled(model: nn.Module) -> nn.Module:
-    """The module inside a ``torch.compile`` wrapper (``--compile``), or ``model`` itself."""
-    return getattr(model, "_orig_mod", model)
+from utils.modules import unwrap
 
 
 @torch.no_grad()
 def update_bn(loader: Iterable, model: nn.Module, device: "torch.device | str | None" = None) -> None:
     """Recompute the running mean/var of every BatchNorm of ``model`` over ``loader``."""
     # Through torch.compile's wrapper every batch would recompile (the cumulative average reads the
-    # batch count as a Python number): recompute on the module inside.
-    _swa_update_bn(loader, uncompiled(model), device=device)
+    # batch count as a Python number): recompute on the module inside (DataParallel's too).
+    _swa_update_bn(loader, unwrap(model), device=device)

@@ -8,6 +8,8 @@ from typing import Callable, Iterable, Iterator, Optional
 import torch
 import torch.nn as nn
 
+from utils.modules import unwrap
+
 
 @dataclass
 class Predictions:
@@ -51,7 +53,7 @@ def predict(
     """Run ``model`` in eval mode over ``loader``; logits stay on the device until the end."""
     was_training = model.training
     model.eval()
-    net = getattr(model, "module", model)  # DataParallel keeps the Net inside
+    net = unwrap(model)  # forward_with_features is the Net's own (inside DataParallel, compile)
     logits, targets, feats = [], [], []
     for x, y in loader:
         x = to_device(x, device, channels_last)

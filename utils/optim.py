@@ -4,16 +4,25 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from utils.errors import unknown_name
+from utils.registry import Registry
+
+OPTIMIZERS: Registry = Registry("optimizer", "--optimizer")
+
+
+@OPTIMIZERS.register(name="sgd")
+def sgd(settings, params: list) -> torch.optim.Optimizer:
+    """The paper's SGD: momentum, no Nesterov, weight decay."""
+    return torch.optim.SGD(params, settings.lr, momentum=settings.momentum, weight_decay=settings.wd, nesterov=False)
+
+
+@OPTIMIZERS.register(name="adam")
+def adam(settings, params: list) -> torch.optim.Optimizer:
+    """Adam with L2 weight decay."""
+    return torch.optim.Adam(params, settings.lr, weight_decay=settings.wd)
 
 
 def get_optimizer(settings, model: nn.Module) -> "torch.optim.Optimizer | None":
-    """SGD (the paper's: momentum, no Nesterov) or Adam over the trainable parameters; None if none."""
+    """The ``--optimizer`` over the model's trainable parameters; None if it has none."""
+    make = OPTIMIZERS.get(settings.optimizer)
     params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        return None
-    if settings.optimizer == "sgd":
-        return torch.optim.SGD(params, settings.lr, momentum=settings.momentum, weight_decay=settings.wd, nesterov=False)
-    if settings.optimizer == "adam":
-        return torch.optim.Adam(params, settings.lr, weight_decay=settings.wd)
-    raise unknown_name("optimizer", settings.optimizer, ["sgd", "adam"], "--optimizer")
+    return make(settings, params) if params else None

@@ -72,6 +72,13 @@ class Registry(Generic[T]):
         """The registered ``(name, entry)`` pairs (not the pattern families)."""
         return iter(list(self._entries.items()))
 
+    def __iter__(self) -> Iterator[str]:
+        """The registered names (not the pattern families)."""
+        return iter(list(self._entries))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and self.find(name) is not None
 

@@ -10,20 +10,23 @@ from typing import Callable
 
 import torch
 
-from utils.errors import unknown_name
+from utils.registry import Registry
 
 Schedule = Callable[[int], float]
+SCHEDULES: Registry = Registry("learning-rate schedule", "--lr-policy")
 
 
 def _warmup(s, epoch: int) -> float:
     return s.lr * (epoch + 1) / s.warmup_length
 
 
+@SCHEDULES.register
 def constant_lr(s) -> Schedule:
     """Constant learning rate after the warm-up."""
     return lambda e: _warmup(s, e) if e < s.warmup_length else s.lr
 
 
+@SCHEDULES.register
 def cosine_lr(s) -> Schedule:
     """Linear warm-up, then cosine decay to 0 over the remaining epochs (the paper's schedule)."""
 
@@ -36,21 +39,25 @@ def cosine_lr(s) -> Schedule:
     return lr
 
 
+@SCHEDULES.register
 def multistep_lr(s) -> Schedule:
     """Decay by ``--lr-gamma`` every ``--lr-adjust`` epochs."""
     return lambda e: s.lr * (s.lr_gamma ** (e // s.lr_adjust))
 
 
+@SCHEDULES.register(name="linear")
 def linear_lr(s) -> Schedule:
     """Linear decay from ``--lr`` to 0."""
     return lambda e: (1.0 - e / s.epochs) * s.lr
 
 
+@SCHEDULES.register
 def lth_lr(s) -> Schedule:
     """Step decay by 10 at epochs 80 and 120 (open_lth's CIFAR schedule)."""
     return lambda e: s.lr * (1.0 if e < 80 else 0.1 if e < 120 else 0.01)
 
 
+@SCHEDULES.register
 def swa_constant_lr(s) -> Schedule:
     """SWA's schedule: constant, then a linear ramp down to ``--swa-lr`` between 50% and 90%."""
 
@@ -91,6 +98,7 @@ def _cyclic(s, start: int, count: int, cycle_lr: float) -> Schedule:
     return lr
 
 
+@SCHEDULES.register
 def swa_cyc_lr(s) -> Schedule:
     """Cosine to ``--swa-start`` of the epochs, then ``num_models - 1`` cosine cycles at ``--swa-lr``.
 
@@ -99,34 +107,21 @@ def swa_cyc_lr(s) -> Schedule:
     return _cyclic(s, int(s.swa_start * s.epochs), s.num_models, s.swa_lr)
 
 
+@SCHEDULES.register
 def cyc_lr(s) -> Schedule:
     """As :func:`swa_cyc_lr` with three snapshots."""
     return _cyclic(s, int(s.swa_start * s.epochs), 3, s.swa_lr)
 
 
+@SCHEDULES.register
 def snapshot_cyc_lr(s) -> Schedule:
     """Snapshot ensembles: ``num_models`` cosine cycles at ``--lr`` after the warm-up."""
     return _cyclic(s, s.warmup_length, s.num_models + 1, s.lr)
 
 
-SCHEDULES = {
-    "constant_lr": constant_lr,
-    "cosine_lr": cosine_lr,
-    "multistep_lr": multistep_lr,
-    "linear": linear_lr,
-    "lth_lr": lth_lr,
-    "swa_constant_lr": swa_constant_lr,
-    "swa_cyc_lr": swa_cyc_lr,
-    "cyc_lr": cyc_lr,
-    "snapshot_cyc_lr": snapshot_cyc_lr,
-}
-
-
 def get_schedule(name: str, settings) -> Schedule:
     """The schedule ``--lr-policy`` names, bound to ``settings``."""
-    if name not in SCHEDULES:
-        raise unknown_name("learning-rate schedule", name, list(SCHEDULES), "--lr-policy")
-    return SCHEDULES[name](settings)
+    return SCHEDULES.get(name)(settings)
 
 
 def assign_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
