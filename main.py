@@ -219,12 +219,28 @@ def start_position(s: Settings, trainer: Trainer, ckpts: list, progress: Progres
 
 
 def make_optimizers(s: Settings, nets: list, trainer: Trainer, ckpts: list) -> list:
-    """One optimizer per trainable model, with its state from the ``--resume`` checkpoint."""
+    """One optimizer per trainable model, with its state (momentum buffers...) from the ``--resume``
+    checkpoint, and the hyperparameters of this run's flags (``--wd``, ``--momentum``: what
+    settings.txt records is what the run uses)."""
     optimizers = [get_optimizer(s, n) for n in nets] if trainer.trains else [None] * len(nets)
-    if ckpts and not s.pretrained and trainer.trains:
-        saved = [o for c in ckpts for o in c.get("optimizers", [])]
-        for opt, state in zip([o for o in optimizers if o is not None], saved):
+    if not (ckpts and not s.pretrained and trainer.trains):
+        return optimizers
+    trained_with = (ckpts[0].get("settings") or {}).get("optimizer")
+    if trained_with not in (None, s.optimizer):
+        raise UserError(f"checkpoint {s.resume[0]} was trained with --optimizer {trained_with}, not {s.optimizer}; "
+                        f"pass --optimizer {trained_with} (or --pretrained to start a fresh optimizer)")
+    saved = [o for c in ckpts for o in c.get("optimizers", [])]
+    for opt, state in zip([o for o in optimizers if o is not None], saved):
+        fresh = [{k: v for k, v in g.items() if k != "params"} for g in opt.param_groups]
+        try:
+            if ("betas" in state["param_groups"][0]) != ("betas" in fresh[0]):  # Adam's state, SGD's run or the reverse
+                raise ValueError("another optimizer's state")
             opt.load_state_dict(state)
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            raise UserError(f"the optimizer state in {s.resume[0]} does not fit this run ({e}); "
+                            "pass the --optimizer and model flags it was trained with, or --pretrained") from None
+        for group, hyper in zip(opt.param_groups, fresh):
+            group.update(hyper)
     return optimizers
 
 
@@ -262,7 +278,7 @@ def run(s: Settings) -> RunSummary:
     start = start_position(s, trainer, ckpts, progress)
     optimizers = make_optimizers(s, nets, trainer, ckpts)
     run_models = place_models(s, nets, device)
-    with RunFolder(s) as folder, stop_on_sigterm() as stop:
+    with RunFolder(s) as folder, stop_on_sigterm(trainer.trains) as stop:
         save = folder.checkpointer(nets, optimizers, trainer, progress, len(data.train_loader))
         ctx = RunContext(
             run_models, optimizers, data, nn.CrossEntropyLoss(label_smoothing=s.label_smoothing or 0.0), device,
@@ -294,11 +310,12 @@ def checkpoint_schedule(s: Settings):
 
 
 @contextlib.contextmanager
-def stop_on_sigterm():
-    """Turn SIGTERM (Slurm's preemption, ``kill``) into a stop at the next step, which writes a
-    checkpoint and raises :class:`trainers.base.Stopped`. Yields the flag's reader."""
+def stop_on_sigterm(enabled: bool = True):
+    """Turn SIGTERM (Slurm's preemption, ``kill``) into a stop at the next training step, which
+    writes a checkpoint and raises :class:`trainers.base.Stopped`. Yields the flag's reader.
+    Evaluation-only runs keep the default action (nothing to checkpoint)."""
     flag = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
+    if not enabled or threading.current_thread() is not threading.main_thread():
         yield flag.is_set
         return
     previous = signal.signal(signal.SIGTERM, lambda signum, frame: flag.set())

@@ -45,7 +45,7 @@ def ece(probs: torch.Tensor, targets: torch.Tensor, num_bins: int = NUM_ECE_BINS
     """
     conf, pred = probs.max(dim=1)
     correct = (pred == targets).to(probs.dtype)
-    bins = (conf * num_bins).long().clamp(max=num_bins - 1)
+    bins = (conf * num_bins).long().clamp(0, num_bins - 1)  # NaN outputs land in bin 0 (and give NaN), not out of range
     gap = torch.zeros(num_bins, dtype=probs.dtype, device=probs.device)
     gap.index_add_(0, bins, correct - conf)
     return (gap.abs().sum() / len(targets)).item()
