@@ -67,7 +67,7 @@ class Settings:
 
     # --- optimisation ---------------------------------------------------------------------------
     epochs: int = _opt(160, "number of epochs to train", metavar="N")
-    batch_size: int = _opt(128, "training batch size", metavar="N")
+    batch_size: int = _opt(128, "training batch size; under torchrun/--multigpu the global batch, split over the processes (so 1 and N GPUs run the same experiment)", metavar="N")
     test_batch_size: int = _opt(128, "test batch size", metavar="N")
     optimizer: str = _opt("sgd", "optimizer: sgd or adam")
     lr: float = _opt(0.1, "learning rate", metavar="LR")
@@ -103,7 +103,9 @@ class Settings:
 
     # --- hardware -------------------------------------------------------------------------------
     device: str = _opt("cpu", "device: cpu, cuda or cuda:<i>")
-    multigpu: Optional[tuple] = _opt(None, "GPU ids for DataParallel, e.g. 0,1 (implies --device cuda)", type=_ints, metavar="G,G,...")
+    multigpu: Optional[tuple] = _opt(None, "GPU ids, e.g. 0,1: one DistributedDataParallel process per GPU, spawned here (as torchrun would; implies --device cuda)", type=_ints, metavar="G,G,...")
+    sync_bn: bool = _opt(False, "DDP (torchrun/--multigpu): BatchNorm statistics over the global batch, subspace BatchNorm included", action="store_true")
+    point_per_rank: bool = _opt(False, "DDP: each process trains its own random point of the subspace at each step (appendix B's samples per batch, at no extra cost); default: all train the same point", action="store_true")
     workers: int = _opt(4, "data loading worker processes (image folders)")
     data_on_device: bool = _opt(False, "hold a data set that fits (Digits, CIFAR) on the device and augment it there in batches", action="store_true")
     channels_last: Optional[bool] = _opt(

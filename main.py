@@ -28,6 +28,7 @@ from modes.modules import coefficients_of, get_layer_type
 from trainers import TRAINERS, Position, RunContext, Trainer
 from trainers.base import Stopped
 from trainers.loop import Progress, fit
+from utils import distributed
 from utils.checkpoint import as_float, load_checkpoint, load_model_state
 from utils.errors import UserError
 from utils.memory import keep_freed_memory
@@ -94,11 +95,23 @@ def check_settings(s: Settings) -> Settings:
     OPTIMIZERS.get(s.optimizer)
     s = _check_layer_types(s)
     _check_device(s)
+    _check_world(s, distributed.env_world().size)
     if s.channels_last is None:
         # Evaluation-only runs on a CPU: channels-last convolutions are ~1.3x faster there and change
         # results only at float rounding. Training keeps the format it was tested with (NCHW).
         s = replace(s, channels_last=not trainer_cls.trains and s.device == "cpu" and not s.multigpu)
     return s
+
+
+def _check_world(s: Settings, processes: int) -> None:
+    """What a run of several processes (torchrun, --multigpu) needs of the flags."""
+    processes = max(processes, len(s.multigpu or ()))
+    if processes <= 1:
+        return
+    if s.batch_size % processes:
+        raise UserError(f"--batch-size {s.batch_size} is the global batch, split over {processes} processes; pass a multiple of {processes}")
+    if s.num_samples > 1:
+        raise UserError(f"--num-samples {s.num_samples} splits one process's batch; with {processes} processes pass --point-per-rank instead (each process its own point)")
 
 
 def _check_layer_types(s: Settings) -> Settings:
@@ -119,20 +132,25 @@ def _check_device(s: Settings) -> None:
             raise UserError("CUDA is not available on this machine; pass --device cpu (the default)")
     elif s.device != "cpu":
         raise UserError(f"--device {s.device!r} is not cpu, cuda or cuda:<i>")
-    if (s.amp != "none" or s.compile or s.channels_last) and s.multigpu:
-        raise UserError("--amp, --compile and --channels-last are for one device; drop --multigpu")
 
 
-def resolve_device(s: Settings) -> torch.device:
-    """The device the run uses (``--multigpu`` implies its first GPU)."""
+def resolve_device(s: Settings, world: distributed.World) -> torch.device:
+    """The device this process uses: ``--multigpu``'s GPU of this rank, or under torchrun
+    ``cuda:<local rank>`` for ``--device cuda``."""
     if s.multigpu:
-        return torch.device(f"cuda:{s.multigpu[0]}")
-    return torch.device(s.device)
+        return torch.device(f"cuda:{s.multigpu[world.local_rank]}")
+    device = torch.device(s.device)
+    if device.type == "cuda" and world.size > 1 and device.index is None:
+        return torch.device(f"cuda:{world.local_rank}")
+    return device
 
 
-def setup_process(s: Settings, device: torch.device) -> None:
-    """Seeds and per-device tuning, once per run."""
+def setup_process(s: Settings, device: torch.device, world: distributed.World) -> None:
+    """Seeds, per-device tuning and the process group of a DDP run, once per run."""
     seed_everything(s.seed)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    distributed.init_process_group(world, device)
     if device.type == "cpu":
         keep_freed_memory()  # glibc: no page-faulting of freed activations back in at every step
     if device.type == "cuda":
@@ -213,6 +231,9 @@ def start_position(s: Settings, trainer: Trainer, ckpts: list, progress: Progres
     progress.best_acc1 = max(0.0, as_float(ck.get("best_acc1", 0.0)))
     trainer.load_state_dict(ck.get("trainer") or {})
     start = Position(int(ck["epoch"]), int(ck.get("batch", 0)), float(ck.get("loss_sum", 0.0)), ck.get("rng") or {})
+    ranks = len(start.rng.get("ranks", [None]))
+    if start.batch and ranks != distributed.env_world().size:
+        raise UserError(f"checkpoint {s.resume[0]} was saved mid-epoch by {ranks} process(es); resume it with as many, or from an epoch checkpoint (epoch_<e>_iter_<e * batches>.pt)")
     if start.epoch > s.epochs and trainer.trains:
         raise UserError(f"checkpoint is at epoch {start.epoch}, past --epochs {s.epochs}; pass --epochs >= {start.epoch} or --pretrained")
     return start
@@ -244,13 +265,15 @@ def make_optimizers(s: Settings, nets: list, trainer: Trainer, ckpts: list) -> l
     return optimizers
 
 
-def place_models(s: Settings, nets: list, device: torch.device) -> list:
-    """Move the models to the device; the modules the run calls (DataParallel, compiled)."""
+def place_models(s: Settings, nets: list, device: torch.device, world: distributed.World) -> list:
+    """Move the models to the device; the modules the run calls (DDP-wrapped, compiled)."""
     for net in nets:
+        if s.sync_bn:
+            distributed.convert_sync_bn(net)
         net.to(device)
         if s.channels_last:
             net.to(memory_format=torch.channels_last)
-    run_models = [nn.DataParallel(n, device_ids=list(s.multigpu)) for n in nets] if s.multigpu else nets
+    run_models = distributed.wrap(nets, device, world)
     return [torch.compile(m) for m in run_models] if s.compile else run_models
 
 
@@ -264,8 +287,10 @@ def main(settings: Settings) -> RunSummary:
 
 def run(s: Settings) -> RunSummary:
     """Run settings that :func:`check_settings` returned: data, models, trainer, loop, results."""
-    device = resolve_device(s)
-    setup_process(s, device)
+    world = distributed.env_world()
+    device = resolve_device(s, world)
+    setup_process(s, device, world)
+    s = replace(s, device=str(device))  # the data sets that live on the device follow this rank's
     data = datasets.get_dataset(s)
     s = with_data_defaults(s, data)
     trainer_cls = TRAINERS.get(s.trainer)
@@ -277,13 +302,14 @@ def run(s: Settings) -> RunSummary:
     progress = Progress()
     start = start_position(s, trainer, ckpts, progress)
     optimizers = make_optimizers(s, nets, trainer, ckpts)
-    run_models = place_models(s, nets, device)
-    with RunFolder(s) as folder, stop_on_sigterm(trainer.trains) as stop:
+    run_models = place_models(s, nets, device, world)
+    with RunFolder(s, world.main) as folder, stop_on_sigterm(trainer.trains) as stop:
         save = folder.checkpointer(nets, optimizers, trainer, progress, len(data.train_loader))
         ctx = RunContext(
             run_models, optimizers, data, nn.CrossEntropyLoss(label_smoothing=s.label_smoothing or 0.0), device,
             folder.writer, save, torch.amp.GradScaler(device.type) if s.amp == "fp16" else None,
-            should_stop=stop, checkpoint_due=checkpoint_schedule(s),
+            should_stop=stop, checkpoint_due=lambda it: s.save and it in (s.save_iters or ()),
+            timer_due=checkpoint_timer(s), world=world,
         )
         trainer.init(ctx)
         fit(trainer, ctx, start, get_schedule(s.lr_policy, s), progress, save)
@@ -291,20 +317,16 @@ def run(s: Settings) -> RunSummary:
     return RunSummary(progress.curr_acc1, progress.best_acc1, progress.train_loss, progress.metrics, folder.path, folder.name, rows)
 
 
-def checkpoint_schedule(s: Settings):
-    """``due(it)``: whether to write a mid-epoch checkpoint after step ``it`` (``--save-iters``,
-    ``--checkpoint-every-minutes``)."""
-    iters = set(s.save_iters or ()) if s.save else set()
+def checkpoint_timer(s: Settings):
+    """``due()``: whether ``--checkpoint-every-minutes`` have passed since the last time it said so."""
     every = s.checkpoint_every_minutes * 60 if s.save and s.checkpoint_every_minutes else None
     last = [time.monotonic()]
 
-    def due(it: int) -> bool:
-        if it in iters:
-            return True
-        if every is not None and time.monotonic() - last[0] >= every:
-            last[0] = time.monotonic()
-            return True
-        return False
+    def due() -> bool:
+        if every is None or time.monotonic() - last[0] < every:
+            return False
+        last[0] = time.monotonic()
+        return True
 
     return due
 
@@ -371,7 +393,10 @@ def _device_name(device: torch.device) -> str:
 def cli(argv: Optional[Sequence[str]] = None) -> int:
     """Command-line entry: parse, run, and turn bad input into one line and exit status 2."""
     try:
-        summary = main(parse_args(argv))
+        settings = parse_args(argv)
+        if settings.multigpu and distributed.env_world().size == 1:
+            return distributed.spawn(cli, list(argv if argv is not None else sys.argv[1:]), settings.multigpu)
+        summary = main(settings)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -15,6 +15,8 @@ from torch.utils.data import Dataset
 from torchvision import transforms
 
 from .base import apply_transform, eval_loader, train_loader
+from utils.distributed import current
+
 from .tensor_loader import TensorLoader
 
 
@@ -51,7 +53,7 @@ def array_loaders(x_train: np.ndarray, y_train, x_test: np.ndarray, y_test, sett
     """(train_loader, val_loader) of uint8 (N, C, H, W) arrays, on the device when ``data_on_device``."""
     if settings.data_on_device:
         long = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.long)  # noqa: E731
-        train = TensorLoader(torch.as_tensor(x_train), long(y_train), settings.batch_size, shuffle=True,
+        train = TensorLoader(torch.as_tensor(x_train), long(y_train), settings.batch_size, shuffle=True, world=current(),
                              pad=pad, flip=True, mean=mean, std=std, seed=settings.seed,
                              device=settings.device)
         val = TensorLoader(torch.as_tensor(x_test), long(y_test), settings.test_batch_size,

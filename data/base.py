@@ -15,6 +15,7 @@ from typing import Callable, Iterator, Optional
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from utils.distributed import World, current, part
 from utils.errors import UserError
 from utils.registry import Registry
 from utils.seed import derive_seed  # noqa: F401  (re-exported for the loaders)
@@ -41,10 +42,14 @@ def apply_transform(transform: Optional[Callable], img, seed: Optional[int]):
 
 
 class EpochSampler(Sampler):
-    """Shuffled indices, each paired with its augmentation seed, both fixed by (seed, epoch)."""
+    """Shuffled indices, each paired with its augmentation seed, both fixed by (seed, epoch).
 
-    def __init__(self, n: int, seed: int) -> None:
-        self.n, self.seed = n, seed
+    Under DDP (``world``), every rank draws the same order and yields only its part of each global
+    batch of ``batch_size`` (see :func:`utils.distributed.part`).
+    """
+
+    def __init__(self, n: int, seed: int, world: World = World(), batch_size: int = 1) -> None:
+        self.n, self.seed, self.world, self.batch_size = n, seed, world, batch_size
         self.generator = torch.Generator()
         self.set_epoch(0)
 
@@ -58,7 +63,12 @@ class EpochSampler(Sampler):
         order = torch.randperm(self.n, generator=self.generator).tolist()
         seeds = torch.randint(0, 2**62, (self.n,), generator=self.generator).tolist()
         start, self.start = self.start, 0
-        return iter(list(zip(order, seeds))[start:])
+        keys = list(zip(order, seeds))
+        if self.world.size > 1:
+            b = self.batch_size
+            keys = [k for s in range(0, self.n, b) for k in keys[s:s + b][part(min(b, self.n - s), self.world)]]
+            start = start // self.world.size  # the global position of a batch boundary, on this rank
+        return iter(keys[start:])
 
     def __len__(self) -> int:
         return self.n
@@ -70,8 +80,16 @@ class EpochDataLoader(DataLoader):
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Reseed the shuffle, the per-sample augmentation seeds and the workers' base seed; the
         next pass starts at batch ``start_batch``."""
-        self.sampler.set_epoch(epoch, start_batch * self.batch_size)
+        self.sampler.set_epoch(epoch, start_batch * self.sampler.batch_size)
         self.generator.manual_seed(derive_seed(self.sampler.seed, epoch) ^ 1)
+
+    def unsharded(self) -> "EpochDataLoader":
+        """The same loader over whole global batches (a DDP run's BatchNorm passes shard by batch)."""
+        if self.sampler.world.size == 1:
+            return self
+        sampler = EpochSampler(self.sampler.n, self.sampler.seed, World(), self.sampler.batch_size)
+        return EpochDataLoader(self.dataset, batch_size=self.sampler.batch_size, sampler=sampler, generator=torch.Generator(),
+                               num_workers=self.num_workers, pin_memory=self.pin_memory, persistent_workers=self.persistent_workers)
 
 
 def _loader_kwargs(settings) -> dict:
@@ -85,8 +103,9 @@ def _loader_kwargs(settings) -> dict:
 
 def train_loader(dataset: Dataset, settings) -> EpochDataLoader:
     """Shuffled, augmented training batches of ``dataset`` (which accepts ``(index, seed)`` keys)."""
-    sampler = EpochSampler(len(dataset), settings.seed)
-    return EpochDataLoader(dataset, batch_size=settings.batch_size, sampler=sampler,
+    world = current()  # DDP: each rank loads its part of every global batch of --batch-size
+    sampler = EpochSampler(len(dataset), settings.seed, world, settings.batch_size)
+    return EpochDataLoader(dataset, batch_size=settings.batch_size // world.size, sampler=sampler,
                            generator=torch.Generator(), **_loader_kwargs(settings))
 
 
@@ -105,8 +124,11 @@ class DataBundle:
                  default_model: str, default_model_name: Optional[str] = None, bn_loader=None) -> None:
         self.train_loader = train_loader
         self.val_loader = val_loader
-        # The original recomputes BatchNorm statistics over the augmented training set.
-        self.bn_loader = train_loader if bn_loader is None else bn_loader
+        # The original recomputes BatchNorm statistics over the augmented training set (under DDP
+        # over its whole batches, which the evaluation passes then shard).
+        if bn_loader is None:
+            bn_loader = train_loader.unsharded() if hasattr(train_loader, "unsharded") else train_loader
+        self.bn_loader = bn_loader
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.image_size = image_size

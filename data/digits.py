@@ -7,6 +7,8 @@ import numpy as np
 import torch
 
 from .base import DATASETS, DataBundle, maybe_noisy
+from utils.distributed import current
+
 from .tensor_loader import TensorLoader
 
 # The split is part of the data set, not of a run: fixed, whatever --seed is.
@@ -44,7 +46,7 @@ class Digits(DataBundle):
         # The data lives inside scikit-learn, so label-noise files go to the log folder.
         y_tr = maybe_noisy(y_tr, 10, settings, os.path.expanduser(settings.log_dir), "Digits")
         long = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.long)  # noqa: E731
-        train = TensorLoader(torch.from_numpy(x_tr), long(y_tr), settings.batch_size, shuffle=True,
+        train = TensorLoader(torch.from_numpy(x_tr), long(y_tr), settings.batch_size, shuffle=True, world=current(),
                              seed=settings.seed, device=settings.device)
         val = TensorLoader(torch.from_numpy(x_te), long(y_te), settings.test_batch_size,
                            device=settings.device)

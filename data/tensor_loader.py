@@ -5,11 +5,14 @@ random crop and flip of a batch are one gather on the device.
 """
 from __future__ import annotations
 
+import copy
 from typing import Iterator, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch.utils.data import TensorDataset
+
+from utils.distributed import World, part
 
 from .base import derive_seed, num_batches
 
@@ -51,18 +54,28 @@ class TensorLoader:
     def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int, shuffle: bool = False,
                  pad: int = 0, flip: bool = False,
                  mean: Optional[Sequence[float]] = None, std: Optional[Sequence[float]] = None,
-                 seed: int = 0, device: Optional[str] = None) -> None:
+                 seed: int = 0, device: Optional[str] = None, world: World = World()) -> None:
         device = torch.device(device) if device is not None else x.device
         self.x, self.y = x.to(device), y.to(device)
         self.dataset = TensorDataset(self.x, self.y)
         self.batch_size, self.shuffle = batch_size, shuffle
         self.pad, self.flip = pad, flip  # pad > 0 turns on the random crop (RandomCrop(size, pad))
         self.device, self.seed = device, seed
+        self.world = world  # DDP: this rank's part of every batch (the global batch is batch_size)
         shape = (1, -1, 1, 1)
         self.mean = None if mean is None else torch.tensor(mean, device=device).view(shape)
         self.std = None if std is None else torch.tensor(std, device=device).view(shape)
         self.generator = torch.Generator()
         self.set_epoch(0)
+
+    def unsharded(self) -> "TensorLoader":
+        """The same batches whole (a DDP run's BatchNorm passes shard them by batch)."""
+        if self.world.size == 1:
+            return self
+        twin = copy.copy(self)
+        twin.world, twin.generator = World(), torch.Generator()
+        twin.set_epoch(0)
+        return twin
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Reseed the shuffle and augmentation so that this epoch depends only on (seed, epoch);
@@ -79,15 +92,22 @@ class TensorLoader:
         order = _to_device(torch.randperm(n, generator=self.generator), self.device) if self.shuffle else None
         skip, self.start_batch = self.start_batch, 0
         for k, start in enumerate(range(0, n, self.batch_size)):
+            b = min(self.batch_size, n - start)
+            drawn = self._draw(b)
             if k < skip:
-                self._draw(min(self.batch_size, n - start))
                 continue
-            if order is None:
-                xb, yb = self.x[start:start + self.batch_size], self.y[start:start + self.batch_size]
+            if self.world.size > 1:  # this rank's part of the global batch, with its part of the draws
+                sel = part(b, self.world)
+                start, stop = start + sel.start, start + sel.stop
+                drawn = None if drawn is None else tuple(d[sel] for d in drawn)
             else:
-                idx = order[start:start + self.batch_size]
+                stop = start + b
+            if order is None:
+                xb, yb = self.x[start:stop], self.y[start:stop]
+            else:
+                idx = order[start:stop]
                 xb, yb = self.x[idx], self.y[idx]
-            yield self._augment(xb), yb
+            yield self._augment(xb, drawn), yb
 
     def _draw(self, b: int) -> Optional[tuple]:
         """A batch's crop offsets and flips, drawn on the CPU, so batches are identical on every
@@ -100,8 +120,10 @@ class TensorLoader:
             flips.fill_(False)
         return offsets, flips
 
-    def _augment(self, xb: torch.Tensor) -> torch.Tensor:
-        drawn = self._draw(xb.shape[0])
+    def _augment(self, xb: torch.Tensor, drawn: Optional[tuple] = None) -> torch.Tensor:
+        """Crop, flip (with ``drawn``, or a fresh draw), scale and normalise a batch."""
+        if drawn is None:
+            drawn = self._draw(xb.shape[0])  # None again without augmentation: nothing drawn
         if drawn is not None:
             offsets, flips = drawn
             xb = crop_and_flip(xb, self.pad, _to_device(offsets, xb.device), _to_device(flips, xb.device))

@@ -17,6 +17,8 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from modes import subspace_coefficients
+from utils import distributed
+from utils.distributed import World
 from utils.errors import UserError
 from utils.evaluation import autocast, to_device
 from utils.modules import unwrap
@@ -89,9 +91,11 @@ class RunContext:
     save_checkpoint: Callable[[Position], Optional[str]] = lambda position: None
     scaler: object = None  # torch.amp.GradScaler for --amp fp16
     resume_at: Optional[Position] = None  # a mid-epoch position to continue from, taken once
-    should_stop: Callable[[], bool] = lambda: False  # polled once per step (a plain flag: no sync)
-    # Mid-epoch checkpoints: every --checkpoint-every-minutes, and at --save-iters.
+    should_stop: Callable[[], bool] = lambda: False  # a stop was asked for (a plain flag: no sync)
+    # Mid-epoch checkpoints: after the steps of --save-iters, and every --checkpoint-every-minutes.
     checkpoint_due: Callable[[int], bool] = lambda it: False
+    timer_due: Callable[[], bool] = lambda: False
+    world: World = World()
 
     def log_scalar(self, tag: str, value: float, step: int) -> None:
         """Write a TensorBoard scalar when the run is saved."""
@@ -181,19 +185,21 @@ class Trainer:
         out = ctx.models[0](x)
         return ctx.criterion(out, y), out
 
-    def train_step(self, ctx: RunContext, state: EpochState, x: torch.Tensor, y: torch.Tensor) -> tuple:
+    def train_step(self, ctx: RunContext, state: EpochState, x: torch.Tensor, y: torch.Tensor, weight: float = 1.0) -> tuple:
         """One step of the first model: ``loss`` forward (under ``--amp`` autocast), backward,
-        optimizer step. Returns ``(loss, logits)`` on the device: nothing here waits for it."""
+        optimizer step. Returns ``(loss, logits)`` on the device: nothing here waits for it.
+        ``weight`` scales the loss that is backpropagated (a DDP rank's share of an uneven batch)."""
         optimizer = ctx.optimizers[0]
         optimizer.zero_grad(set_to_none=True)
         with autocast(ctx.device, self.settings.amp):
             loss, out = self.loss(ctx, state, x, y)
+        scaled = loss * weight if weight != 1.0 else loss
         if ctx.scaler is not None:
-            ctx.scaler.scale(loss).backward()
+            ctx.scaler.scale(scaled).backward()
             ctx.scaler.step(optimizer)
             ctx.scaler.update()
         else:
-            loss.backward()
+            scaled.backward()
             optimizer.step()
         return loss, out
 
@@ -202,49 +208,64 @@ class Trainer:
 
         No host-device sync per step: the running loss stays on the device and is read every
         ``--log-interval`` batches and at the end, which is also where a NaN or infinite loss is
-        caught (the step it first appeared at is tracked on the device). A run resumed mid-epoch
-        (``ctx.resume_at``) skips the batches already trained and restores the generators.
+        caught (the step it first appeared at is tracked on the device) and, under DDP, where the
+        ranks agree on stopping. A run resumed mid-epoch (``ctx.resume_at``) skips the batches
+        already trained and restores the generators.
         """
-        s, model = self.settings, ctx.models[0]
+        s, model, world = self.settings, ctx.models[0], ctx.world
         model.train()
         at = ctx.take_resume(epoch)
         ctx.data.set_epoch(epoch, start_batch=at.batch)
         if at.rng:
-            restore_rng(at.rng, state)
-        n_batches = len(ctx.data.train_loader)
-        total = torch.full((), at.loss_sum, device=ctx.device)
+            restore_rng(at.rng, state, world)
+        n_batches, n_samples = len(ctx.data.train_loader), len(ctx.data.train_loader.dataset)
+        # The epoch's summed loss, as the one-process run's: each rank adds its weighted share, the
+        # ranks' sums are added at the end (a resumed sum restarts on rank 0).
+        total = torch.full((), at.loss_sum * world.size if world.main else 0.0, device=ctx.device)
         first_bad = torch.full((), -1, device=ctx.device, dtype=torch.long)
         bar = tqdm(ctx.data.train_loader, total=n_batches - at.batch, desc=f"epoch {epoch + 1}/{s.epochs}",
-                   leave=False, dynamic_ncols=True, disable=None)
+                   leave=False, dynamic_ncols=True, disable=None if world.main else True)
         for batch_idx, (x, y) in enumerate(bar, start=at.batch):
             x, y = to_device(x, ctx.device, s.channels_last), y.to(ctx.device, non_blocking=True)
-            loss, _ = self.train_step(ctx, state, x, y)
+            # DDP: each rank's loss weighs its share of the global batch (exact for an uneven last one).
+            weight = len(y) * world.size / min(s.batch_size, n_samples - batch_idx * s.batch_size) if world.size > 1 else 1.0
+            loss, _ = self.train_step(ctx, state, x, y, weight)
             loss = loss.detach()
-            total += loss
+            total += loss if weight == 1.0 else loss * weight
             first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), batch_idx, first_bad)
             it = n_batches * epoch + batch_idx
+            stop = timed = False
             if batch_idx % s.log_interval == 0:
                 value = loss.item()
                 check_finite(value, first_bad, epoch)
+                stop, timed = distributed.any_rank(ctx.should_stop(), ctx.timer_due())
                 bar.set_postfix(loss=f"{value:.4f}")
                 ctx.log_scalar("train/loss", value, it)
-            done = Position(epoch, batch_idx + 1, 0.0)
-            stop = ctx.should_stop()
-            if (stop or ctx.checkpoint_due(it)) and batch_idx + 1 < n_batches:
-                check_finite(total.item(), first_bad, epoch)
-                done.loss_sum, done.rng = total.item(), rng_state(state)
-                path = ctx.save_checkpoint(done)
-                if stop:
-                    raise Stopped(path, done)
+            elif world.size == 1:
+                stop, timed = ctx.should_stop(), ctx.timer_due()
+            if (stop or timed or ctx.checkpoint_due(it)) and batch_idx + 1 < n_batches:
+                self._save_mid_epoch(ctx, state, Position(epoch, batch_idx + 1), total, first_bad, stop)
         bar.close()
-        mean = total.item() / max(1, n_batches)
+        mean = distributed.all_sum([total.item()])[0] / world.size / max(1, n_batches)
         check_finite(mean, first_bad, epoch)
         return mean
 
+    def _save_mid_epoch(self, ctx: RunContext, state: EpochState, done: Position, total: torch.Tensor,
+                        first_bad: torch.Tensor, stop: bool) -> None:
+        """A mid-epoch checkpoint at ``done`` (never of diverged weights); raise Stopped if asked."""
+        done.loss_sum = distributed.all_sum([total.item()])[0] / ctx.world.size
+        check_finite(done.loss_sum, first_bad, done.epoch)
+        mine = rng_state(state)
+        done.rng = mine if ctx.world.size == 1 else {"ranks": distributed.all_objects(mine)}
+        path = ctx.save_checkpoint(done)
+        if stop:
+            raise Stopped(path, done)
+
 
 def check_finite(value: float, first_bad: torch.Tensor, epoch: int) -> None:
-    """Raise :class:`Diverged` naming the epoch and step when the training loss stopped being finite."""
-    if math.isfinite(value):
+    """Raise :class:`Diverged` naming the epoch and step when the training loss stopped being finite
+    (on any rank: under DDP all ranks stop together)."""
+    if not distributed.any_rank(not math.isfinite(value))[0]:
         return
     step = int(first_bad.item())
     raise Diverged(
@@ -263,8 +284,10 @@ def rng_state(state: EpochState) -> dict:
     return rng
 
 
-def restore_rng(rng: dict, state: EpochState) -> None:
-    """Put back what :func:`rng_state` saved."""
+def restore_rng(rng: dict, state: EpochState, world: World = World()) -> None:
+    """Put back what :func:`rng_state` saved (under DDP, this rank's entry of ``rng["ranks"]``)."""
+    if "ranks" in rng:
+        rng = rng["ranks"][world.rank]
     torch.set_rng_state(rng["torch"])
     if "cuda" in rng and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(rng["cuda"])

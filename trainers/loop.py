@@ -49,7 +49,8 @@ def fit(trainer: Trainer, ctx: RunContext, start: Position, schedule: Callable[[
         save(Position(0))  # the initialisation, as the original
     ctx.resume_at = start if start.batch else None
     for epoch in range(start.epoch, s.epochs):
-        torch.manual_seed(derive_seed(s.seed, epoch, "torch"))  # dropout and friends
+        # Dropout and friends; under DDP each rank its own stream (its part of the batch).
+        torch.manual_seed(derive_seed(s.seed, epoch, "torch", *((ctx.world.rank,) if ctx.world.size > 1 else ())))
         lr = trainer.learning_rate(epoch, schedule)
         for opt in ctx.optimizers:
             if opt is not None:
@@ -60,8 +61,9 @@ def fit(trainer: Trainer, ctx: RunContext, start: Position, schedule: Callable[[
         if s.test_freq is None or epoch % s.test_freq == 0 or last:
             progress.tested(trainer.test(ctx, epoch), epoch + 1)
         progress.metrics["epoch"] = epoch + 1
-        print(f"epoch {epoch + 1}/{s.epochs}: train_loss {progress.train_loss:.4f} acc {progress.curr_acc1:.4f} "
-              f"(best {progress.best_acc1:.4f}) lr {lr:.4g}", file=sys.stderr)
+        if ctx.world.main:
+            print(f"epoch {epoch + 1}/{s.epochs}: train_loss {progress.train_loss:.4f} acc {progress.curr_acc1:.4f} "
+                  f"(best {progress.best_acc1:.4f}) lr {lr:.4g}", file=sys.stderr)
         if (s.save_epochs and epoch + 1 in s.save_epochs) or last:
             save(Position(epoch + 1))
     return progress

@@ -16,13 +16,14 @@ from .default import test_metrics
 class _EpochState(EpochState):
     """What one epoch's steps share: the layers, their coefficient function, the generator."""
 
-    def __init__(self, net, seed: int, epoch: int):
+    def __init__(self, net, seed: int, epoch: int, rank: "int | None" = None):
         super().__init__()
         self.layers = subspace_layers(net)
         self.convs = conv_layers(net)
         self.coefficients = subspace_coefficients(net)
         # One generator per epoch, derived from (seed, epoch): a resumed run draws the same points.
-        self.generator = make_generator(seed, epoch, "points")
+        # (--point-per-rank: one per DDP rank; otherwise every rank draws the same points.)
+        self.generator = make_generator(seed, epoch, "points", *(() if rank is None else (rank,)))
 
 
 class SubspaceTrainer(Trainer):
@@ -31,7 +32,8 @@ class SubspaceTrainer(Trainer):
     endpoint is updated; ``--beta`` > 0 adds the cosine regulariser of Eq. 3."""
 
     def begin_epoch(self, ctx: RunContext, epoch: int) -> _EpochState:
-        return _EpochState(unwrap(ctx.models[0]), self.settings.seed, epoch)
+        rank = ctx.world.rank if self.settings.point_per_rank and ctx.world.size > 1 else None
+        return _EpochState(unwrap(ctx.models[0]), self.settings.seed, epoch, rank)
 
     def loss(self, ctx: RunContext, st: _EpochState, x: torch.Tensor, y: torch.Tensor) -> tuple:
         s, model = self.settings, ctx.models[0]

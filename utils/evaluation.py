@@ -8,6 +8,7 @@ from typing import Callable, Iterable, Iterator, Optional
 import torch
 import torch.nn as nn
 
+from utils import distributed
 from utils.modules import unwrap
 
 
@@ -50,26 +51,31 @@ def predict(
     amp: str = "none",
     channels_last: bool = False,
 ) -> Predictions:
-    """Run ``model`` in eval mode over ``loader``; logits stay on the device until the end."""
+    """Run ``model`` in eval mode over ``loader``; outputs stay on the device until the end.
+
+    Under DDP each rank runs its share of the batches and every rank gets all outputs, in order.
+    """
     was_training = model.training
     model.eval()
-    net = unwrap(model)  # forward_with_features is the Net's own (inside DataParallel, compile)
-    logits, targets, feats = [], [], []
-    for x, y in loader:
+    net = unwrap(model)  # forward_with_features is the Net's own (inside DDP, DataParallel, compile)
+    # Under DDP the ranks run different batches: call the module itself, not DDP's forward (which
+    # would expect every rank to run it in step).
+    forward = net if distributed.current().size > 1 else model
+    outputs = []
+    for x, y in distributed.shard(loader):
         x = to_device(x, device, channels_last)
         with autocast(device, amp):
             if with_features:
                 out, f = net.forward_with_features(x)
-                feats.append(f.float())
             else:
-                out = model(x)
-        logits.append(out.float())
-        targets.append(y.to(device, non_blocking=True))
+                out, f = forward(x), None
+        outputs.append((out.float(), y.to(device, non_blocking=True)) + ((f.float(),) if with_features else ()))
     model.train(was_training)
+    outputs = distributed.gather_batches(outputs, len(loader))
     return Predictions(
-        torch.cat(logits).cpu(),
-        torch.cat(targets).cpu(),
-        torch.cat(feats).cpu() if with_features else None,
+        torch.cat([o[0] for o in outputs]).cpu(),
+        torch.cat([o[1] for o in outputs]).cpu(),
+        torch.cat([o[2] for o in outputs]).cpu() if with_features else None,
     )
 
 

@@ -33,11 +33,12 @@ def make_run_dir(log_dir: str, name: str) -> tuple:
 
 
 class RunFolder:
-    """Where a run writes; ``path`` is None for a run that saves nothing (no --save/--save-data)."""
+    """Where a run writes; ``path`` is None for a run that saves nothing (no --save/--save-data),
+    and in every process of a DDP run but the first (``writes`` False)."""
 
-    def __init__(self, settings) -> None:
+    def __init__(self, settings, writes: bool = True) -> None:
         self.settings, self.path, self.name, self.writer = settings, None, settings.name, None
-        if settings.save or settings.save_data:
+        if writes and (settings.save or settings.save_data):
             self.path, self.name = make_run_dir(settings.log_dir, settings.name)
             atomic_write_text(self.path / "settings.txt", json.dumps(self.recorded_settings(), indent=2, sort_keys=True) + "\n")
             print(f"=> Saving data in {self.path}", file=sys.stderr)
