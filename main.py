@@ -27,7 +27,7 @@ from utils.checkpoint import as_float, load_checkpoint, load_model_state, save_c
 from utils.errors import UserError
 from utils.memory import keep_freed_memory
 from utils.optim import get_optimizer
-from utils.results import append_rows
+from utils.results import append_rows, check_log_dir
 from utils.schedulers import assign_learning_rate, get_schedule
 from utils.seed import derive_seed, seed_everything
 
@@ -178,6 +178,8 @@ def _code_version() -> str:
 def main(settings: Settings) -> RunSummary:
     """Run one training or evaluation as ``settings`` describe; return its results."""
     s = check_settings(settings)
+    if s.save or s.save_data:
+        check_log_dir(s.log_dir)  # a log folder that cannot take the run fails before anything is made
     trainer_cls = trainers.get_trainer(s.trainer)
     seed_everything(s.seed)
     device = resolve_device(s)
