@@ -21,7 +21,7 @@ import torch.nn as nn
 import data as datasets
 import models
 import trainers
-from args import Settings, parse_args, replace
+from args import Settings, check_values, parse_args, replace
 from modes.modules import coefficients_of, get_layer_type
 from utils.checkpoint import as_float, load_checkpoint, load_model_state, save_checkpoint
 from utils.errors import UserError
@@ -57,6 +57,7 @@ class RunSummary:
 
 def check_settings(s: Settings) -> Settings:
     """Validate flags that need no data or model; infer ``--n`` from ``SimplexConv<n>``."""
+    check_values(s)
     if s.epochs < 0:
         raise UserError(f"--epochs {s.epochs} is negative; pass --epochs N with N >= 0")
     for flag, v in (("--batch-size", s.batch_size), ("--test-batch-size", s.test_batch_size), ("--num-samples", s.num_samples), ("--num-models", s.num_models), ("--log-interval", s.log_interval)):
