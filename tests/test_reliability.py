@@ -96,6 +96,24 @@ def test_results_lock_timeout_is_one_line_naming_the_lock(tmp_path):
     assert [r["Name"] for r in read_results(path)] == ["a", "b"]
 
 
+def test_results_lock_of_a_killed_run_does_not_block(tmp_path):
+    """The lock is the OS's (flock): a run killed while holding it does not leave the folder locked."""
+    path = tmp_path / "results.csv"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from filelock import FileLock; lock = FileLock(sys.argv[1]); lock.acquire(); "
+                               "print('held', flush=True); time.sleep(120)", str(tmp_path / "results.csv.lock")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(UserError):
+            append_rows(path, [row("a")], timeout=0.1)
+    finally:
+        holder.kill()  # SIGKILL while holding the lock
+        holder.communicate(timeout=60)
+    append_rows(path, [row("a")], timeout=5)
+    assert [r["Name"] for r in read_results(path)] == ["a"]
+
+
 # --- log folders that cannot take a run, refused before it starts -------------------------------
 
 
@@ -304,7 +322,9 @@ sys.exit(main.cli(sys.argv[3:]))
 def _start_pausing(pause_after: str, argv: list) -> subprocess.Popen:
     p = subprocess.Popen([sys.executable, "-c", PAUSING, str(ROOT), pause_after, *map(str, argv)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    assert p.stdout.readline().strip() == "SAVED", p.stderr.read()
+    if p.stdout.readline().strip() != "SAVED":
+        p.kill()
+        pytest.fail(p.communicate()[1][-2000:])
     return p
 
 
