@@ -10,22 +10,51 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import os
 from dataclasses import dataclass, field, fields
 from typing import Optional, Sequence
 
 from utils.errors import UserError
 
 
+def _split(text: str, convert, kind: str, example: str) -> tuple:
+    """The comma-separated items of a list flag; an empty item (``0.5,,1``, ``,``, ``""``) is a mistake."""
+    items = text.split(",")
+    if any(a.strip() == "" for a in items):
+        raise ValueError(f"has an empty item; separate the values by single commas, e.g. {example}")
+    out = []
+    for a in items:
+        try:
+            out.append(convert(a))
+        except ValueError:
+            raise ValueError(f"has {a!r}, which is not {kind}; e.g. {example}") from None
+    return tuple(out)
+
+
 def _ints(text: str) -> tuple:
-    return tuple(int(a) for a in text.split(",") if a.strip() != "")
+    return _split(text, int, "a whole number", "1,2")
 
 
 def _floats(text: str) -> tuple:
-    return tuple(float(a) for a in text.split(",") if a.strip() != "")
+    return _split(text, float, "a number", "0,0.5,1")
 
 
 def _strs(text: str) -> tuple:
-    return tuple(a for a in text.split(",") if a != "")
+    return _split(text, str, "a name", "a.pt,b.pt")
+
+
+def _list_flag(parse, flag: str):
+    """``parse`` with its errors as one-line UserErrors naming ``flag`` (argparse would print its usage too)."""
+
+    def parse_flag(text: str) -> tuple:
+        try:
+            return parse(text)
+        except ValueError as e:
+            raise UserError(f"{flag} {text!r} {e}") from None
+
+    parse_flag.__name__ = parse.__name__
+    return parse_flag
 
 
 def _opt(default, help: str, type=None, action=None, metavar=None, aliases=(), choices=None):
@@ -150,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
         if m.get("action"):
             kw["action"] = m["action"]
         else:
-            kw["type"] = m.get("type") or _scalar_type(f)
+            kw["type"] = _list_flag(m["type"], flags[0]) if m.get("type") else _scalar_type(f)
             if m.get("metavar"):
                 kw["metavar"] = m["metavar"]
             if m.get("choices"):
@@ -190,3 +219,54 @@ def replace(settings: Settings, **changes) -> Settings:
     if bad:
         raise UserError(f"unknown setting(s) {', '.join(bad)}; see `python main.py --help` for the valid names")
     return dataclasses.replace(settings, **changes)
+
+
+# --- values no run can use, checked before anything is read or written ---------------------------
+
+# Longest run name: a file name holds 255 bytes, and the run folder adds "+try=<i>".
+MAX_NAME_BYTES = 240
+
+
+def _finite(flag: str, v: float, ok: bool, need: str) -> None:
+    if not (math.isfinite(v) and ok):
+        raise UserError(f"{flag} {v} {need}")
+
+
+def _check_name(name: str) -> None:
+    """The run folder ``<log-dir>/<name>+try=<i>`` must be one folder inside the log folder."""
+    seps = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+    if name in ("", ".", "..") or "\0" in name or any(c in name for c in seps):
+        raise UserError(f"--name {name!r} is not a single folder name (no '/', NUL, '.' or '..'); "
+                        "pass key=value pairs joined by '+', e.g. --name id=lines+seed=0")
+    if len(name.encode("utf-8", "surrogateescape")) > MAX_NAME_BYTES:
+        raise UserError(f"--name is {len(name.encode('utf-8', 'surrogateescape'))} bytes long; "
+                        f"pass a name of at most {MAX_NAME_BYTES} bytes")
+
+
+def check_values(s: Settings) -> None:
+    """Refuse flag values that no run can use, with a one-line UserError naming the fix.
+
+    Needs neither data nor a model: checks that depend on the data set (``--output-size`` against
+    its number of classes) or on the trainer live in ``main.check_settings``.
+    """
+    _finite("--width-mult", s.width_mult, s.width_mult > 0, "must be positive (1 is the model's own width)")
+    _finite("--lr", s.lr, s.lr >= 0, "is negative; pass a learning rate >= 0 (the paper uses 0.1)")
+    _finite("--momentum", s.momentum, 0 <= s.momentum < 1, "is not in [0, 1) (the paper uses 0.9)")
+    _finite("--wd", s.wd, s.wd >= 0, "is negative; pass a weight decay >= 0 (the paper uses 1e-4 or 5e-5)")
+    _finite("--dropout", s.dropout, 0 <= s.dropout <= 1, "is not a probability in [0, 1]")
+    _finite("--lr-gamma", s.lr_gamma, s.lr_gamma > 0, "must be positive (multistep_lr multiplies the rate by it)")
+    for flag, v, least in (("--batch-size", s.batch_size, 1), ("--test-batch-size", s.test_batch_size, 1),
+                           ("--warmup-length", s.warmup_length, 0), ("--lr-adjust", s.lr_adjust, 1),
+                           ("--workers", s.workers, 0), ("--data-seed", s.data_seed, 0)):
+        if v < least:
+            raise UserError(f"{flag} {v} must be at least {least}")
+    if s.test_freq is not None and s.test_freq < 1:
+        raise UserError(f"--test-freq {s.test_freq} must be at least 1 (test every N epochs)")
+    if s.output_size is not None and s.output_size < 1:
+        raise UserError(f"--output-size {s.output_size} must be at least 1; leave it out to use the data set's number of classes")
+    if not 1 <= s.sev <= 5:
+        raise UserError(f"--sev {s.sev} is not an ImageNet-C severity; pass 1, 2, 3, 4 or 5")
+    for flag, values, least in (("--save-epochs", s.save_epochs, 1), ("--save-iters", s.save_iters, 0)):
+        if values and min(values) < least:
+            raise UserError(f"{flag} {min(values)} never comes; pass values >= {least}")
+    _check_name(s.name)

@@ -23,7 +23,7 @@ import torch.nn as nn
 
 import data as datasets
 import models
-from args import Settings, apply_aliases, parse_args, replace
+from args import Settings, apply_aliases, check_values, parse_args, replace
 from modes.modules import coefficients_of, get_layer_type
 from trainers import TRAINERS, Position, RunContext, Trainer
 from trainers.base import Stopped
@@ -33,7 +33,7 @@ from utils.checkpoint import as_float, load_checkpoint, load_model_state
 from utils.errors import UserError
 from utils.memory import keep_freed_memory
 from utils.optim import OPTIMIZERS, get_optimizer
-from utils.results import append_rows
+from utils.results import append_rows, check_log_dir
 from utils.run_folder import RunFolder
 from utils.schedulers import get_schedule
 from utils.seed import seed_everything
@@ -68,6 +68,7 @@ def check_settings(s: Settings) -> Settings:
 
     Config scripts call this once per run when they plan a sweep; :func:`main` calls it once.
     """
+    check_values(s)
     if s.epochs < 0:
         raise UserError(f"--epochs {s.epochs} is negative; pass --epochs N with N >= 0")
     for flag, v in (("--batch-size", s.batch_size), ("--test-batch-size", s.test_batch_size), ("--num-samples", s.num_samples), ("--num-models", s.num_models), ("--log-interval", s.log_interval)):
@@ -282,7 +283,10 @@ def place_models(s: Settings, nets: list, device: torch.device, world: distribut
 
 def main(settings: Settings) -> RunSummary:
     """Run one training or evaluation as ``settings`` describe; return its results."""
-    return run(check_settings(settings))
+    s = check_settings(settings)
+    if s.save or s.save_data:
+        check_log_dir(s.log_dir)  # a log folder that cannot take the run fails before anything is made
+    return run(s)
 
 
 def run(s: Settings) -> RunSummary:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
@@ -121,7 +121,8 @@ class DataBundle:
     """The loaders of one data set and what a model needs to know about it."""
 
     def __init__(self, train_loader, val_loader, num_classes: int, in_channels: int, image_size: int,
-                 default_model: str, default_model_name: Optional[str] = None, bn_loader=None) -> None:
+                 default_model: str, default_model_name: Optional[str] = None, bn_loader=None,
+                 records: Sequence = ()) -> None:
         self.train_loader = train_loader
         self.val_loader = val_loader
         # The original recomputes BatchNorm statistics over the augmented training set (under DDP
@@ -134,10 +135,18 @@ class DataBundle:
         self.image_size = image_size
         self.default_model = default_model
         self.default_model_name = default_model_name
+        # Files that record how the set was made (label noise), written once training starts, so a
+        # run refused for bad input after the data set was built leaves nothing behind.
+        self._records = [r for r in records if r is not None]
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Reseed the training shuffle and augmentation: epoch e's batches depend only on (seed, e).
-        The training loader's next pass starts at batch ``start_batch`` (a run resumed mid-epoch)."""
+        The training loader's next pass starts at batch ``start_batch`` (a run resumed mid-epoch).
+
+        The first call also writes the set's pending records (the label-noise file).
+        """
+        while self._records:
+            self._records.pop(0).write()
         for loader in {id(l): l for l in (self.train_loader, self.bn_loader) if l is not None}.values():
             if hasattr(loader, "set_epoch"):
                 loader.set_epoch(epoch, start_batch if loader is self.train_loader else 0)
@@ -162,13 +171,15 @@ def noise_cache_dir(folder: str, settings) -> str:
     return os.path.expanduser(settings.log_dir)
 
 
-def maybe_noisy(targets, num_classes: int, settings, cache_dir: str, set_name: str):
-    """``targets`` with the run's label noise applied (unchanged when ``--label-noise`` is 0 or absent)."""
+def maybe_noisy(targets, num_classes: int, settings, cache_dir: str, set_name: str) -> tuple:
+    """``(targets, record)``: the targets with the run's label noise applied (unchanged when
+    ``--label-noise`` is 0 or absent), and the noise file still to write (or None): pass it to
+    :class:`DataBundle` as one of its ``records``."""
     if not settings.label_noise:  # 0.0 noise changes no label: no permutation file either
-        return targets
-    from .label_noise import noisy_targets
+        return targets, None
+    from .label_noise import plan_noisy_targets
 
-    return noisy_targets(targets, num_classes, settings.label_noise, settings.data_seed, cache_dir, set_name)
+    return plan_noisy_targets(targets, num_classes, settings.label_noise, settings.data_seed, cache_dir, set_name)
 
 
 def num_batches(n: int, batch_size: int) -> int:

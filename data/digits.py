@@ -44,11 +44,11 @@ class Digits(DataBundle):
     def __init__(self, settings) -> None:
         x_tr, y_tr, x_te, y_te = digits_split()
         # The data lives inside scikit-learn, so label-noise files go to the log folder.
-        y_tr = maybe_noisy(y_tr, 10, settings, os.path.expanduser(settings.log_dir), "Digits")
+        y_tr, record = maybe_noisy(y_tr, 10, settings, os.path.expanduser(settings.log_dir), "Digits")
         long = lambda a: torch.as_tensor(np.asarray(a), dtype=torch.long)  # noqa: E731
         train = TensorLoader(torch.from_numpy(x_tr), long(y_tr), settings.batch_size, shuffle=True, world=current(),
                              seed=settings.seed, device=settings.device)
         val = TensorLoader(torch.from_numpy(x_te), long(y_te), settings.test_batch_size,
                            device=settings.device)
         super().__init__(train, val, num_classes=10, in_channels=1, image_size=8,
-                         default_model="DigitsConvNet", default_model_name=None)
+                         default_model="DigitsConvNet", default_model_name=None, records=[record])

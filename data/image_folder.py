@@ -16,18 +16,18 @@ SMALL = 64  # images up to this size get RandomCrop(size, padding=4); larger one
 
 def small_set_loaders(train_samples: list, test_samples: list, classes: list, settings, noise_dir: str,
                       set_name: str, mean: Sequence[float], std: Sequence[float]) -> tuple:
-    """(train, val) loaders of small images: RandomCrop(size, 4) + flip; decoded onto the device if asked."""
-    targets = maybe_noisy([t for _, t in train_samples], len(classes), settings, noise_dir, set_name)
+    """(train, val, label-noise record) of small images: RandomCrop(size, 4) + flip; decoded onto the device if asked."""
+    targets, record = maybe_noisy([t for _, t in train_samples], len(classes), settings, noise_dir, set_name)
     if settings.data_on_device:
         x_tr = decode_all([p for p, _ in train_samples])
         x_te = decode_all([p for p, _ in test_samples])
-        return array_loaders(x_tr, targets, x_te, [t for _, t in test_samples], settings, 4, mean, std)
+        return (*array_loaders(x_tr, targets, x_te, [t for _, t in test_samples], settings, 4, mean, std), record)
     size = image_size_of(train_samples[0][0])
     train_tf, test_tf = crop_transforms(size, 4, mean, std)
     train = FileDataset(train_samples, classes, train_tf)
     train.targets = [int(t) for t in targets]
     return (train_loader(train, settings),
-            eval_loader(FileDataset(test_samples, classes, test_tf), settings))
+            eval_loader(FileDataset(test_samples, classes, test_tf), settings), record)
 
 
 def _default_model(size: int) -> tuple:
@@ -60,13 +60,13 @@ class ImageFolder(DataBundle):
         size = max(image_size_of(train_samples[0][0]))
         noise_dir = noise_cache_dir(root, settings)
         if size <= SMALL:
-            train, val = small_set_loaders(train_samples, test_samples, classes, settings, noise_dir,
+            train, val, record = small_set_loaders(train_samples, test_samples, classes, settings, noise_dir,
                                            "ImageFolder", IMAGENET_MEAN, IMAGENET_STD)
         else:
             from .imagenet import imagenet_loaders
 
-            train, val = imagenet_loaders(train_samples, test_samples, classes, settings, noise_dir, "ImageFolder")
+            train, val, record = imagenet_loaders(train_samples, test_samples, classes, settings, noise_dir, "ImageFolder")
             size = 224
         model, model_name = _default_model(size)
         super().__init__(train, val, num_classes=len(classes), in_channels=3, image_size=size,
-                         default_model=model, default_model_name=model_name)
+                         default_model=model, default_model_name=model_name, records=[record])

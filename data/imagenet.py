@@ -25,11 +25,12 @@ def _no_device(settings, name: str) -> None:
 
 def imagenet_loaders(train_samples: list, test_samples: list, classes: list, settings, noise_dir: str,
                      set_name: str) -> tuple:
-    """(train, val) loaders with the standard crops: RandomResizedCrop(224) + flip; Resize(256) + CenterCrop(224)."""
+    """(train, val, label-noise record) with the standard crops: RandomResizedCrop(224) + flip; Resize(256) + CenterCrop(224)."""
     _no_device(settings, set_name)
     train = FileDataset(train_samples, classes, TRAIN_TF)
-    train.targets = [int(t) for t in maybe_noisy(train.targets, len(classes), settings, noise_dir, set_name)]
-    return train_loader(train, settings), eval_loader(FileDataset(test_samples, classes, TEST_TF), settings)
+    targets, record = maybe_noisy(train.targets, len(classes), settings, noise_dir, set_name)
+    train.targets = [int(t) for t in targets]
+    return train_loader(train, settings), eval_loader(FileDataset(test_samples, classes, TEST_TF), settings), record
 
 
 def _imagenet_dirs(settings) -> tuple:
@@ -49,10 +50,10 @@ class ImageNet(DataBundle):
         require([train_dir, val_dir], "ImageNet", root, "train/<wnid>/ and val/<wnid>/", "imagenet/")
         classes = find_classes(train_dir)
         class_to_idx = {c: i for i, c in enumerate(classes)}
-        train, val = imagenet_loaders(scan(train_dir, class_to_idx), scan(val_dir, class_to_idx), classes,
+        train, val, record = imagenet_loaders(scan(train_dir, class_to_idx), scan(val_dir, class_to_idx), classes,
                                       settings, noise_cache_dir(root, settings), "ImageNet")
         super().__init__(train, val, num_classes=len(classes), in_channels=3, image_size=224,
-                         default_model="ResNet50")
+                         default_model="ResNet50", records=[record])
 
 
 @DATASETS.register
@@ -76,7 +77,7 @@ class ImageNetC(DataBundle):
         if unknown:
             raise UserError(f"ImageNet-C classes {', '.join(unknown[:5])} in {test_dir} are not ImageNet "
                             f"training classes in {train_dir}; use the same wnid folders")
-        train, val = imagenet_loaders(scan(train_dir, class_to_idx), scan(test_dir, class_to_idx), classes,
+        train, val, record = imagenet_loaders(scan(train_dir, class_to_idx), scan(test_dir, class_to_idx), classes,
                                       settings, noise_cache_dir(root, settings), "ImageNet")
         super().__init__(train, val, num_classes=len(classes), in_channels=3, image_size=224,
-                         default_model="ResNet50")
+                         default_model="ResNet50", records=[record])

@@ -363,11 +363,17 @@ def test_label_noise_applies_to_data_sets(tmp_path, monkeypatch):
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     clean = get_dataset(cfg(tmp_path)).train_loader.y
-    noisy = get_dataset(cfg(tmp_path, label_noise=0.5, data_seed=3)).train_loader.y
+    digits = get_dataset(cfg(tmp_path, label_noise=0.5, data_seed=3))
+    noisy = digits.train_loader.y
     assert 0.3 < (noisy != clean).float().mean() < 0.5
-    assert (tmp_path / "logs" / "label_noise" / f"Digits_dataseed3_n{len(clean)}.npz").is_file()
+    # The file is written when training starts (the first set_epoch), not when the set is built.
+    record = tmp_path / "logs" / "label_noise" / f"Digits_dataseed3_n{len(clean)}.npz"
+    assert not record.exists()
+    digits.set_epoch(0)
+    assert record.is_file()
     make_cifar10(tmp_path, per_batch=20)
     b = get_dataset(cfg(tmp_path, set="CIFAR10", label_noise=1.0, data_seed=1))
+    b.set_epoch(0)
     assert (tmp_path / "cifar10" / "label_noise" / "CIFAR10_dataseed1_n100.npz").is_file()
     clean_c = get_dataset(cfg(tmp_path, set="CIFAR10")).train_loader.dataset.targets
     assert b.train_loader.dataset.targets != clean_c
@@ -405,3 +411,108 @@ def test_missing_folders_raise_with_the_fix(tmp_path, monkeypatch, name, folder)
     with pytest.raises(UserError):
         get_dataset(cfg(tmp_path / "typo", set=name))
     assert not (tmp_path / "typo").exists()
+
+
+# --- data files never run code; corrupt ones are one line -------------------------------------------
+
+
+class RunsCode:
+    """A pickle that would run a shell command when loaded (as a planted data file could)."""
+
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch '{self.marker}'",)
+
+
+def cifar_batch(tmp_path, name: str = "data_batch_1"):
+    return tmp_path / "cifar10" / "cifar-10-batches-py" / name
+
+
+def test_planted_cifar_batch_is_refused_without_running(tmp_path):
+    make_cifar10(tmp_path)
+    marker = tmp_path / "code_ran"
+    write_pickle(cifar_batch(tmp_path), {b"data": fake_images(2, 1), b"labels": [0, 1], b"x": RunsCode(marker)})
+    with pytest.raises(UserError) as e:
+        get_dataset(cfg(tmp_path, set="CIFAR10"))
+    msg = str(e.value)
+    assert not marker.exists()  # the command never ran
+    assert str(cifar_batch(tmp_path)) in msg and "system" in msg and "download" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "wrong_content", "bad_label"])
+def test_corrupt_cifar_batch_is_one_line(tmp_path, damage):
+    make_cifar10(tmp_path)
+    path = cifar_batch(tmp_path, "test_batch")
+    raw = path.read_bytes()
+    if damage == "truncated":
+        path.write_bytes(raw[: len(raw) // 2])
+    elif damage == "garbage":
+        path.write_bytes(bytes(range(256)) * 8)
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "wrong_content":
+        write_pickle(path, [1, 2, 3])
+    else:
+        write_pickle(path, {b"data": fake_images(2, 1), b"labels": [3, 10]})  # class 10 of ten classes
+    with pytest.raises(UserError) as e:
+        get_dataset(cfg(tmp_path, set="CIFAR10"))
+    msg = str(e.value)
+    assert str(path) in msg and "download" in msg and "\n" not in msg
+
+
+def test_python2_cifar_batch_loads(tmp_path):
+    """The real batches were pickled by Python 2 with NumPy 1: numpy.core names, no _codecs.encode."""
+    from data.cifar import read_batches
+
+    x = fake_images(3, 5)
+    raw = pickle.dumps({"data": x, "labels": [4, 5, 6]}, protocol=2)
+    raw = raw.replace(b"numpy._core.multiarray\n_reconstruct", b"numpy.core.multiarray\n_reconstruct")
+    assert b"numpy.core.multiarray" in raw
+    (tmp_path / "b").write_bytes(raw)
+    got_x, got_y = read_batches([str(tmp_path / "b")], "labels", 10)
+    assert np.array_equal(got_x.reshape(3, -1), x) and got_y.tolist() == [4, 5, 6]
+
+
+@pytest.mark.parametrize("damage", [b"", b"not a zip file", "truncated", "other_classes"])
+def test_corrupt_label_noise_file_is_made_again(tmp_path, damage):
+    clean = np.arange(500) % 10
+    want = noisy_targets(clean, 10, 0.3, 4, str(tmp_path), "Toy")
+    path = noise_file(str(tmp_path), "Toy", 4, 500)
+    good = open(path, "rb").read()
+    with np.load(path) as f:
+        plan = {k: f[k] for k in f.files}
+    if damage == "truncated":
+        damage = good[: len(good) // 2]
+    elif damage == "other_classes":
+        noisy_targets(clean, 7, 0.3, 4, str(tmp_path), "Toy")  # same size and seed, 7 classes
+        damage = open(path, "rb").read()
+    with open(path, "wb") as f:
+        f.write(damage)
+    assert np.array_equal(noisy_targets(clean, 10, 0.3, 4, str(tmp_path), "Toy"), want)
+    with np.load(path) as f:  # repaired: the same plan, from the data seed
+        assert all(np.array_equal(f[k], v) for k, v in plan.items())
+    # Through a data set: the repair waits for training, like a first write.
+    digits_file = noise_file(str(tmp_path), "Digits", 4, len(get_dataset(cfg(tmp_path)).train_loader.y))
+    with open(digits_file, "wb") as f:
+        f.write(b"junk")
+    digits = get_dataset(cfg(tmp_path, label_noise=0.3, data_seed=4, log_dir=str(tmp_path)))
+    assert open(digits_file, "rb").read() == b"junk"
+    digits.set_epoch(0)
+    with np.load(digits_file, allow_pickle=False) as f:
+        assert np.array_equal(np.sort(f["perm"]), np.arange(len(digits.train_loader.y)))
+
+
+def test_label_noise_folder_in_the_way_is_one_line(tmp_path):
+    clean = np.arange(50) % 10
+    os.makedirs(noise_file(str(tmp_path), "Toy", 0, 50))
+    with pytest.raises(UserError, match="delete it"):
+        noisy_targets(clean, 10, 0.3, 0, str(tmp_path), "Toy")
+
+
+def test_tinyimagenet_binary_annotations_are_one_line(tmp_path):
+    make_tiny(tmp_path)
+    (tmp_path / "tiny-imagenet-200" / "val" / "val_annotations.txt").write_bytes(bytes(range(256)))
+    with pytest.raises(UserError, match="re-extract"):
+        get_dataset(cfg(tmp_path, set="TinyImageNet"))

@@ -190,3 +190,29 @@ def test_main_names_no_trainer():
     for name, _ in TRAINERS.items():
         assert f'"{name}"' not in text and f"'{name}'" not in text, name
     assert "swa" not in text.lower().replace("swap", "")
+
+
+def test_a_mid_epoch_checkpoint_of_two_processes_needs_two(tmp_path, capsys):
+    from utils.checkpoint import save_checkpoint
+
+    assert cli(LINE + ["--epochs", 1, "--save", "--log-dir", tmp_path, "--name", "m", "--save-iters", "4"]) == 0
+    ck = load_checkpoint(tmp_path / "m+try=0" / "epoch_0_iter_4.pt")
+    ck["rng"] = {"ranks": [ck["rng"], ck["rng"]]}  # as a 2-process run saves it
+    save_checkpoint(tmp_path / "two.pt", ck)
+    capsys.readouterr()
+    assert cli(LINE + ["--epochs", 1, "--save", "--log-dir", tmp_path, "--name", "r", "--resume", tmp_path / "two.pt"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "2 process(es)" in err[0] and not list(tmp_path.glob("r+try*"))
+
+
+def test_a_full_disk_at_the_end_says_where_the_run_is(tmp_path, capsys, monkeypatch):
+    import errno
+
+    def full(path, rows, **kw):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(main_mod, "append_rows", full)
+    assert cli(["--set", "Digits", "--epochs", "1", "--save", "--log-dir", tmp_path, "--name", "d"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "No space left" in err[-1] and str(tmp_path / "d+try=0") in err[-1]
+    assert checkpoints(tmp_path / "d+try=0")[-1][0] == 1  # the final checkpoint is kept
