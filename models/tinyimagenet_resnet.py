@@ -29,7 +29,16 @@ def _shortcut(builder: Builder, in_channels: int, out_channels: int, stride: int
     return nn.Sequential()
 
 
-class BasicBlock(nn.Module):
+class _Block(nn.Module):
+    """A residual block: ``relu(residual_function(x) + shortcut(x))``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.residual_function(x)  # ends in a BatchNorm: its output may be changed in place
+        out += self.shortcut(x)
+        return out.relu_()
+
+
+class BasicBlock(_Block):
     """Two 3x3 convs (ResNet18); ``residual_function`` holds conv, bn, relu, conv, bn."""
 
     expansion = 1
@@ -46,13 +55,8 @@ class BasicBlock(nn.Module):
         )
         self.shortcut = _shortcut(builder, in_channels, out, stride)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.residual_function(x)  # ends in a BatchNorm: its output may be changed in place
-        out += self.shortcut(x)
-        return out.relu_()
 
-
-class BottleNeck(nn.Module):
+class BottleNeck(_Block):
     """1x1 -> 3x3 (strided) -> 1x1 (x4 channels) (ResNet50); indices 0, 3, 6 are the convs."""
 
     expansion = 4
@@ -72,11 +76,6 @@ class BottleNeck(nn.Module):
             builder.batchnorm(out),
         )
         self.shortcut = _shortcut(builder, in_channels, out, stride)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.residual_function(x)  # ends in a BatchNorm: its output may be changed in place
-        out += self.shortcut(x)
-        return out.relu_()
 
 
 class TinyImageNetResNet(Net):
