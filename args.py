@@ -146,6 +146,7 @@ class Settings:
     )
     amp: str = _opt("none", "mixed precision: none (fp32, the paper's numerics), bf16 or fp16", choices=("none", "bf16", "fp16"))
     compile: bool = _opt(False, "torch.compile the model", action="store_true")
+    compile_mode: str = _opt("default", "with --compile: torch.compile's mode; reduce-overhead replays the model's forward and backward as CUDA graphs (the point is a device tensor: a new point per step needs no recapture)", choices=("default", "reduce-overhead", "max-autotune"))
 
     # --- ImageNet-C -----------------------------------------------------------------------------
     ct: str = _opt("snow", "ImageNet-C corruption type")

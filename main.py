@@ -83,6 +83,8 @@ def check_settings(s: Settings) -> Settings:
     for flag, a in [("--alpha0", s.alpha0), ("--alpha1", s.alpha1)] + [("--alphas", a) for a in (s.alphas or ())]:
         if not 0.0 <= a <= 1.0:
             raise UserError(f"{flag} {a} is outside [0, 1]; points of a line or curve have alpha in [0, 1]")
+    if s.compile_mode != "default" and not s.compile:
+        raise UserError(f"--compile-mode {s.compile_mode} sets how --compile compiles; pass --compile too")
     if s.pretrained and not s.resume:
         raise UserError("--pretrained loads weights from --resume; pass --resume CKPT too")
     if s.checkpoint_every_minutes is not None and s.checkpoint_every_minutes <= 0:
@@ -275,7 +277,7 @@ def place_models(s: Settings, nets: list, device: torch.device, world: distribut
         if s.channels_last:
             net.to(memory_format=torch.channels_last)
     run_models = distributed.wrap(nets, device, world)
-    return [torch.compile(m) for m in run_models] if s.compile else run_models
+    return [torch.compile(m, mode=s.compile_mode) for m in run_models] if s.compile else run_models
 
 
 # --- the run ------------------------------------------------------------------------------------

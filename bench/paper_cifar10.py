@@ -107,7 +107,8 @@ def plan(args, data: Path) -> tuple:
     from experiment_configs.cifar10.one_dimensional_subspaces import eval_curves, eval_lines, train_curves, train_lines
 
     cfg = sweep.make_config(SETUP, data=str(data), log_dir=str(args.out), epochs=args.epochs, device=args.device, seeds=(0, 1))
-    cfg = cfg.with_(base=replace(cfg.base, data_on_device=True, workers=0, compile=args.compile, amp=args.amp,
+    cfg = cfg.with_(base=replace(cfg.base, data_on_device=True, workers=0, compile=args.compile or args.compile_mode != "default",
+                                 compile_mode=args.compile_mode, amp=args.amp,
                                  test_freq=max(1, args.epochs // 4)))
     one = cfg.with_(seeds=(0,))
     subspaces = [(train_lines, eval_lines)] + ([(train_curves, eval_curves)] if args.curve else [])
@@ -165,6 +166,8 @@ def main(argv=None) -> int:
     p.add_argument("--parallel", type=int, default=4, help="training runs sharing the device at once")
     p.add_argument("--no-curve", dest="curve", action="store_false", help="train standard x2 and a line only")
     p.add_argument("--compile", action="store_true", help="torch.compile the models")
+    p.add_argument("--compile-mode", default="default", choices=("default", "reduce-overhead", "max-autotune"),
+                   help="torch.compile's mode (reduce-overhead: CUDA graphs; implies --compile)")
     p.add_argument("--amp", default="none", choices=("none", "bf16"), help="bf16 autocast (default fp32, the paper's numerics)")
     p.add_argument("--smoke", action="store_true", help="1 epoch on a small CIFAR-format set made here (CPU check)")
     args = p.parse_args(argv)

@@ -381,3 +381,13 @@ def test_cuda_fast_path_end_to_end(tmp_path):
     assert bundle.train_loader.pin_memory and bundle.train_loader.num_workers == 2
     plain = main_mod.main(s)
     assert 0.0 <= plain.curr_acc1 <= 1.0
+
+
+def test_compile_mode_is_passed_to_torch_compile_and_needs_compile(monkeypatch):
+    seen = []
+    monkeypatch.setattr(torch, "compile", lambda m, mode="default": seen.append(mode) or m)
+    s = main_mod.check_settings(Settings(compile=True, compile_mode="reduce-overhead"))
+    main_mod.place_models(s, [nn.Linear(2, 2)], torch.device("cpu"), main_mod.distributed.World())
+    assert seen == ["reduce-overhead"]
+    with pytest.raises(main_mod.UserError, match="--compile"):
+        main_mod.check_settings(Settings(compile_mode="reduce-overhead"))
