@@ -241,8 +241,10 @@ def test_reproduce_makes_the_figures(digits_pipeline, capsys):
     for stem in ("one_dimensional_subspaces", "simplexes", "calibration"):
         for ext in ("png", "pdf", "csv"):
             assert (root / "figures" / f"{stem}.{ext}").stat().st_size > 0
-    assert rows(root) == {"eval-ensemble": 2, "eval-one-dimensional-subspaces": 3 * 2 * 3, "one-dimensional-subspaces": 8,
-                          "simplexes": 4, "swa": 4, "train-ensemble-members": 4}
+    # Ensembles at two noise levels and four weight averages; three subspaces of two seeds and the
+    # line between the members on a grid of three; SWA at two noise levels and SWAG.
+    assert rows(root) == {"eval-ensemble": 2 + 4, "eval-one-dimensional-subspaces": 3 * 2 * 3 + 3, "one-dimensional-subspaces": 8,
+                          "simplexes": 4, "swa": 4 + 2, "eval-swag": 2, "train-ensemble-members": 4}
 
 
 def test_rerunning_a_finished_pipeline_adds_nothing(digits_pipeline, capsys):
@@ -256,7 +258,7 @@ def test_rerunning_a_finished_pipeline_adds_nothing(digits_pipeline, capsys):
     assert time.time() - start < 15
     assert rows(root) == before and sorted(p.name for p in root.glob("*/*+try=*")) == folders
     out = capsys.readouterr().out
-    assert ": new" not in out and out.count("skipped") == 28  # every run: 22 trainings, 6 evaluations
+    assert ": new" not in out and out.count("skipped") == 37  # every run: 24 trainings, 13 evaluations
     assert str(root / "figures" / "one_dimensional_subspaces.png") in out
 
 
