@@ -98,7 +98,7 @@ def report(fig4, fig5, cal, noise_levels, simplex_n, baselines=(), swag_ece=None
     rows += list(baselines)
     print("\nTest accuracy on Digits (mean +- std over seeds):")
     for name, v in rows:
-        print(f"  {name:<55} {_fmt(v)}")
+        print(f"  {name:<62} {_fmt(v)}")
     print("Calibration (accuracy / expected calibration error):")
     for ln in noise_levels:
         for label in ("Line (Midpoint)", "Standard Training", "Standard Ensemble of Two", "SWA"):
