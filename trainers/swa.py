@@ -101,6 +101,12 @@ class SWAGStatistics:
         """How many deviation columns are held (``min(n, rank)``)."""
         return next(iter(self.deviations.values())).shape[0] if self.deviations else 0
 
+    def to(self, device: torch.device) -> "SWAGStatistics":
+        """Move the statistics to ``device`` (once, before drawing many samples there)."""
+        self.sq_mean = {k: v.to(device) for k, v in self.sq_mean.items()}
+        self.deviations = {k: v.to(device) for k, v in self.deviations.items()}
+        return self
+
     def state_dict(self) -> dict:
         return {"rank": self.rank, "n": self.n, "sq_mean": dict(self.sq_mean), "deviations": dict(self.deviations)}
 

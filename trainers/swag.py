@@ -76,6 +76,7 @@ class SWAGTrainer(Trainer):
         mean_model, sample_model = ctx.models
         swa = point_metrics(Evaluator(s, ctx, mean_model, bn, batches).outputs(None, True), "swa_")
         mean = dict(unwrap(mean_model).named_parameters())
+        self.stats.to(ctx.device)
         gen = make_generator(s.seed, "swag")
         probs, accs = None, []
         for _ in range(s.swag_samples):
