@@ -80,7 +80,12 @@ class Settings:
     output_size: Optional[int] = _opt(None, "number of outputs of the last layer; default: the data set's number of classes")
     dropout: float = _opt(0.5, "dropout probability of the models that have dropout")
     n: int = _opt(-1, "number of simplex vertices (SimplexConv<n>); inferred from --conv-type when left at -1")
-    trainer: str = _opt("default", "trainer: default, train_one_dim_subspaces, train_simplexes, eval_one_dim_subspaces, eval_simplexes, ensemble, swa")
+    trainer: str = _opt(
+        "default",
+        "trainer: default, train_one_dim_subspaces, train_simplexes, swa (training); eval_one_dim_subspaces, "
+        "eval_simplexes, ensemble, average_weights, random_average_weights_global, random_average_weights_layerwise, "
+        "random_average_weights_perweight, linestats_swa, swa_endpoint_ensembles, simplex_ensembles, swag (evaluation)",
+    )
     num_models: int = _opt(1, "number of models held by the run (ensembles, SWA baselines)")
 
     # --- the subspace method ----------------------------------------------------------------
@@ -92,6 +97,8 @@ class Settings:
     alphas: Optional[tuple] = _opt(None, "evaluation grid, e.g. 0,0.05,...,1: every pair (a, 1-a) evaluated in one run, one row each", type=_floats, metavar="A,B,...")
     update_bn: bool = _opt(False, "evaluation: recompute BatchNorm statistics at each evaluated point", action="store_true")
     train_update_bn: bool = _opt(False, "training: recompute BatchNorm statistics at the midpoint before each test", action="store_true")
+    t: Optional[float] = _opt(None, "swa_endpoint_ensembles: network j is t * w_j + (1 - t) / (N - 1) * sum_{i != j} w_i, in [0, 1] (required there); linestats_swa: the point (1 - t) * w_a + t * w_b, i.e. --alpha1 (the original's t); default: unset", metavar="T")
+    baset: Optional[float] = _opt(None, "linestats_swa: the second point (1 - baset) * w_a + baset * w_b, i.e. --alpha0 (the original's baset); default: unset (--alpha0)", metavar="T")
     ensemble_mode: str = _opt("logits", "ensembles (of members, of a pair of points, of simplex vertices): summed logits (as the original) or averaged probabilities", choices=("logits", "probs"))
 
     # --- optimisation ---------------------------------------------------------------------------
@@ -114,6 +121,9 @@ class Settings:
     trainswa: bool = _opt(False, "train the stochastic weight averaging baseline", action="store_true")
     swa_start: float = _opt(0.75, "fraction of the epochs after which weights are averaged")
     swa_lr: float = _opt(0.05, "learning rate during weight averaging")
+    swag_rank: Optional[int] = _opt(None, "SWA training: also collect SWAG statistics (Maddox et al. 2019) at every averaging epoch -- the second moment and the last K deviations from the running mean -- for --trainer swag; K >= 2 (the SWAG paper uses 20); default: unset (no SWAG statistics)", metavar="K")
+    swag_samples: int = _opt(30, "swag: networks drawn from the SWAG Gaussian, whose predicted probabilities are averaged (the SWAG paper's 30)", metavar="S")
+    swag_scale: float = _opt(0.5, "swag: variance scale of the draws, w = mean + sqrt(scale) * (sqrt(diag var) * z1 + D z2 / sqrt(K - 1)), as SWAG's code; 0.5 is the SWAG paper's 1/sqrt(2)", metavar="SCALE")
     swa_save_epochs: Optional[tuple] = _opt(None, "SWA baseline: keep a copy of the trained network after each of these epochs (in models[2:], as the original's snapshots)", type=_ints, metavar="E,E,...")
 
     # --- runs, logging, checkpoints ---------------------------------------------------------------

@@ -26,10 +26,10 @@ import models
 from args import Settings, apply_aliases, check_values, parse_args, replace
 from modes.modules import coefficients_of, get_layer_type
 from trainers import TRAINERS, Position, RunContext, Trainer
-from trainers.base import Stopped
+from trainers.base import Stopped, check_own_settings
 from trainers.loop import Progress, fit
 from utils import distributed
-from utils.checkpoint import as_float, load_checkpoint, load_model_state
+from utils.checkpoint import as_float, check_same_architecture, load_checkpoint, load_model_state
 from utils.errors import UserError
 from utils.memory import keep_freed_memory
 from utils.optim import OPTIMIZERS, get_optimizer
@@ -85,12 +85,18 @@ def check_settings(s: Settings) -> Settings:
             raise UserError(f"{flag} {a} is outside [0, 1]; points of a line or curve have alpha in [0, 1]")
     if s.compile_mode != "default" and not s.compile:
         raise UserError(f"--compile-mode {s.compile_mode} sets how --compile compiles; pass --compile too")
+    for flag, a in (("--t", s.t), ("--baset", s.baset)):
+        if a is not None and not 0.0 <= a <= 1.0:
+            raise UserError(f"{flag} {a} is outside [0, 1]; pass a weight in [0, 1]")
+    if s.swag_samples < 1 or s.swag_scale < 0:
+        raise UserError(f"--swag-samples {s.swag_samples} must be at least 1 and --swag-scale {s.swag_scale} at least 0")
     if s.pretrained and not s.resume:
         raise UserError("--pretrained loads weights from --resume; pass --resume CKPT too")
     if s.checkpoint_every_minutes is not None and s.checkpoint_every_minutes <= 0:
         raise UserError(f"--checkpoint-every-minutes {s.checkpoint_every_minutes} must be positive")
     s = apply_aliases(s)
     trainer_cls = TRAINERS.get(s.trainer)
+    check_own_settings(trainer_cls, s)
     s = trainer_cls.adjust_settings(s)
     if s.epochs == 0 and trainer_cls.trains and not s.resume:
         raise UserError("--epochs 0 trains nothing; pass --epochs N >= 1 (or --resume CKPT to evaluate a checkpoint)")
@@ -214,13 +220,15 @@ def fit_model_count(s: Settings, trainer_cls: type, state_dicts: list) -> Settin
 
 
 def build_models(s: Settings, data, trainer: Trainer, state_dicts: list) -> list:
-    """The run's models, loaded from ``--resume`` and checked by the trainer (still on the CPU)."""
+    """The run's models, loaded from ``--resume``, checked and assembled by the trainer (still on the CPU)."""
+    if trainer.models_from_checkpoints:
+        check_same_architecture(state_dicts)
     nets = [build_model(s, data) for _ in range(s.num_models)]
     trainer.prepare_models(nets)
     for net, (path, sd) in zip(nets, state_dicts):
         load_model_state(net, sd, path)
     trainer.check(nets)
-    return nets
+    return trainer.assemble(nets, lambda **changes: build_model(replace(s, **changes), data))
 
 
 def start_position(s: Settings, trainer: Trainer, ckpts: list, progress: Progress) -> Position:
@@ -304,6 +312,7 @@ def run(s: Settings) -> RunSummary:
     s = fit_model_count(s, trainer_cls, state_dicts)
     trainer = trainer_cls(s)
     # Everything that can fail on bad input happens before the run folder is made.
+    trainer.load_checkpoints(ckpts)
     nets = build_models(s, data, trainer, state_dicts)
     progress = Progress()
     start = start_position(s, trainer, ckpts, progress)

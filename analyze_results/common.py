@@ -30,11 +30,14 @@ from utils.results import parse_name, read_results  # noqa: E402
 
 plt.rcParams.update({"text.usetex": False, "font.size": 11, "axes.titlesize": 12, "legend.fontsize": 9})
 
-# (id in the run name, legend label, colour, marker) -- the original's figure styles.
+# (id in the run name, legend label, colour, marker) -- the original's figure styles. The last is
+# the learned line's baseline: the straight line between two separately trained networks
+# (linestats_swa), its points and pair ensembles read from the same columns.
 ONE_DIM_VARIANTS = (
     ("lines", "Line", "C0", "x"),
     ("lines-layerwise", "Line (Layerwise)", "C1", "d"),
     ("curves", "Curve", "C4", "^"),
+    ("linestats-swa", "Line Between Two Trained Networks", "C3", "o"),
 )
 SIMPLEX_VARIANTS = (
     ("simplex", "Simplex (Midpoint)", "C0", "x"),
@@ -225,7 +228,9 @@ def _legend_below(fig, ax, ncol: int = 2) -> None:
 def figure4(root: Path, out_dir: Path, key: str, label_noise: float = 0.0, partial: bool = False) -> Figure:
     """Figure 4: accuracy against alpha for lines, layerwise lines and curves -- each point alone
     (``curr_acc1`` at ``alpha1``) and the ensemble of the points alpha and 1 - alpha
-    (``ensemble_acc``) -- with standard training and a standard ensemble of two as flat lines."""
+    (``ensemble_acc``) -- against the same for the straight line between two separately trained
+    networks (``linestats_swa``: ``(1 - alpha) w_a + alpha w_b``), with standard training and a
+    standard ensemble of two as flat lines."""
     evals = load(root / EVAL_ONE_DIM / "results.csv")
     standard = values(select(load(root / MEMBERS / "results.csv"), "base", label_noise), "curr_acc1")
     ens2 = values(select(load(root / ENSEMBLES / "results.csv"), "ensemble", label_noise, num_models=2), "curr_acc1")

@@ -44,6 +44,7 @@ ONE_DIM = "one-dimensional-subspaces"
 EVAL_ONE_DIM = "eval-one-dimensional-subspaces"
 SIMPLEXES = "simplexes"
 SWA = "swa"
+EVAL_SWAG = "eval-swag"
 
 # Figure 4's grid: alpha0 in 0, 0.05, ..., 1 (the original's list, without its repeated 0.5).
 ALPHAS = tuple(round(i * 0.05, 2) for i in range(21))

@@ -1,7 +1,8 @@
-"""ImageNet ResNets (He et al. 2016) for 224x224 inputs: ``ResNet50`` and ``WideResNet50_2``.
+"""ImageNet ResNets (He et al. 2016) for 224x224 inputs: ``ResNet18``, ``ResNet50``, ``ResNet101``,
+``WideResNet50_2`` and ``WideResNet101_2`` (the original's ImageNet model file defines all five).
 
-As in the original: a 7x7 stride-2 stem with max pooling, four stages of bottleneck blocks (the
-stride sits on the 3x3 conv), a 1x1 conv shortcut with BatchNorm where the shape changes, global
+As in the original: a 7x7 stride-2 stem with max pooling, four stages of residual blocks (basic
+blocks of two 3x3 convs for ResNet-18, bottlenecks otherwise, the stride on the 3x3 conv), a 1x1 conv shortcut with BatchNorm where the shape changes, global
 average pooling, and a 1x1 conv without bias as the classifier (so Eq. 3 covers it too). No
 BatchNorm is zero-initialised. Module names follow the original (``conv1``, ``bn1``,
 ``layer1.0.conv1``, ``layer1.0.downsample.0``, ``fc``) so its checkpoints load by name.
@@ -21,6 +22,28 @@ from .registry import register_model
 
 def _scaled(channels: int, width_mult: float) -> int:
     return max(1, int(round(channels * width_mult)))
+
+
+class BasicBlock(nn.Module):
+    """3x3 (strided) -> 3x3, ResNet-18's block; it has no bottleneck, so no wide variant."""
+
+    expansion = 1
+
+    def __init__(self, builder: Builder, inplanes: int, planes: int, stride: int = 1, downsample: nn.Module | None = None, base_width: int = 64):
+        super().__init__()
+        if base_width != 64:
+            raise ValueError("a basic block has no bottleneck to widen: base_width must be 64")
+        self.conv1 = builder.conv3x3(inplanes, planes, stride=stride)
+        self.bn1 = builder.batchnorm(planes)
+        self.conv2 = builder.conv3x3(planes, planes)
+        self.bn2 = builder.batchnorm(planes)
+        self.downsample = downsample
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn1(self.conv1(x)).relu_()
+        out = self.bn2(self.conv2(out))
+        out += x if self.downsample is None else self.downsample(x)
+        return out.relu_()
 
 
 class Bottleneck(nn.Module):
@@ -102,6 +125,15 @@ class ResNet(Net):
 
 
 @register_model
+class ResNet18(ResNet):
+    """ResNet-18: basic-block stages of 2, 2, 2, 2 blocks (11.7M parameters per endpoint)."""
+
+    block = BasicBlock
+    layers = (2, 2, 2, 2)
+    base_width = 64
+
+
+@register_model
 class ResNet50(ResNet):
     """ResNet-50: bottleneck stages of 3, 4, 6, 3 blocks (25.6M parameters per endpoint)."""
 
@@ -116,4 +148,22 @@ class WideResNet50_2(ResNet):
 
     block = Bottleneck
     layers = (3, 4, 6, 3)
+    base_width = 128
+
+
+@register_model
+class ResNet101(ResNet):
+    """ResNet-101: bottleneck stages of 3, 4, 23, 3 blocks (44.5M parameters per endpoint)."""
+
+    block = Bottleneck
+    layers = (3, 4, 23, 3)
+    base_width = 64
+
+
+@register_model
+class WideResNet101_2(ResNet):
+    """Wide ResNet-101-2: ResNet-101 with bottlenecks twice as wide (126.9M parameters per endpoint)."""
+
+    block = Bottleneck
+    layers = (3, 4, 23, 3)
     base_width = 128

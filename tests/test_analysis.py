@@ -19,6 +19,8 @@ ALPHAS = (0.0, 0.5, 1.0)
 
 def acc_along(run_id: str, seed: int, a: float) -> float:
     """A made-up accuracy: a bump at the midpoint, offset per variant and seed."""
+    if run_id == "linestats-swa":  # between two trained networks: a valley in the middle
+        return 0.90 - 0.6 * (1 - abs(2 * a - 1)) + 0.002 * seed
     return 0.90 + {"lines": 0.01, "lines-layerwise": 0.0, "curves": 0.02}[run_id] + 0.02 * (1 - abs(2 * a - 1)) + 0.002 * seed
 
 
@@ -38,12 +40,14 @@ def make_results(root: Path, skip: tuple = ()) -> None:
                          "ece": 0.01 + ln, "num_models": 2, **common_cols(ln, 0)}])
         add(ONE_DIM, [{"Name": f"id=lines+ln={ln}+beta=1.0+num_samples=1+seed={s}+try=0", "curr_acc1": 0.92 - ln / 4, "ece": 0.015 + ln / 2, **common_cols(ln, s)} for s in (0, 1)])
         add(SWA, [{"Name": f"id=swa+ln={ln}+lr_policy=swa_constant_lr+seed={s}+try=0", "curr_acc1": 0.91 - ln / 3, "ece": 0.03, **common_cols(ln, s)} for s in (0, 1)])
-    for run_id in ("lines", "lines-layerwise", "curves"):
+    for run_id in ("lines", "lines-layerwise", "curves", "linestats-swa"):
         if f"eval:{run_id}" in skip:
             continue
         for s in (0, 1):
+            name = (f"id={run_id}+ln=0.0+epochs=160+members={s}-{s + 1}" if run_id == "linestats-swa"
+                    else f"id={run_id}+ln=0.0+beta=1.0+num_samples=1+seed={s}")
             add(EVAL_ONE_DIM, [{
-                "Name": f"id={run_id}+ln=0.0+beta=1.0+num_samples=1+seed={s}+try=0+alpha0={1 - a:g}+alpha1={a:g}",
+                "Name": f"{name}+try=0+alpha0={1 - a:g}+alpha1={a:g}",
                 "curr_acc1": acc_along(run_id, s, a), "m0_acc": acc_along(run_id, s, 1 - a),
                 "ensemble_acc": acc_along(run_id, s, a) + 0.01, "alpha0": 1 - a, "alpha1": a, **common_cols(0.0, s),
             } for a in ALPHAS])
@@ -65,6 +69,10 @@ def test_figure4_draws_each_variant_and_the_baselines(tmp_path):
     assert n == 2 and mean == pytest.approx(0.931) and std == pytest.approx(0.001)
     assert fig.value("Curve (Ensemble)", 0.0)[0] == pytest.approx(0.931)
     assert fig.value("Line (Layerwise, Ensemble)", 1.0)[0] == pytest.approx(0.911)
+    # The straight line between two trained networks, on the same axes: its points and pair ensembles.
+    assert fig.value("Line Between Two Trained Networks", 0.5)[:3] == (pytest.approx(0.301), pytest.approx(0.001), 2)
+    assert fig.value("Line Between Two Trained Networks", 1.0)[0] == pytest.approx(0.901)
+    assert fig.value("Line Between Two Trained Networks (Ensemble)", 0.0)[0] == pytest.approx(0.911)
     # Baselines at label noise 0 only (the 0.2 rows are other runs).
     assert fig.value("Standard Training")[:2] == (pytest.approx(0.905), pytest.approx(0.005))
     assert fig.value("Standard Ensemble of Two")[0] == pytest.approx(0.93)
@@ -93,6 +101,7 @@ def test_figure5_and_calibration(tmp_path):
 
 @pytest.mark.parametrize("skip, figure, script", [
     (("eval:curves",), figure4, "experiment_configs/cifar10/one_dimensional_subspaces/eval_curves.py"),
+    (("eval:linestats-swa",), figure4, "experiment_configs/cifar10/one_dimensional_subspaces/eval_linestats_swa.py"),
     ((ENSEMBLES,), figure4, "experiment_configs/cifar10/ensembles/eval_ensembles.py"),
     ((MEMBERS,), figure5, "experiment_configs/cifar10/ensembles/train_ensemble_members.py"),
     ((SWA,), calibration, "experiment_configs/cifar10/swa/train_swa.py"),

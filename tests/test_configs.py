@@ -29,15 +29,19 @@ DATASETS = ("digits", "cifar10", "tinyimagenet", "imagenet")
 SCRIPTS = (
     "ensembles/train_ensemble_members",
     "ensembles/eval_ensembles",
+    "ensembles/eval_average_weights",
     "one_dimensional_subspaces/train_lines",
     "one_dimensional_subspaces/train_lines_layerwise",
     "one_dimensional_subspaces/train_curves",
     "one_dimensional_subspaces/eval_lines",
     "one_dimensional_subspaces/eval_lines_layerwise",
     "one_dimensional_subspaces/eval_curves",
+    "one_dimensional_subspaces/eval_linestats_swa",
     "simplexes/train_simplexes",
     "simplexes/train_simplexes_layerwise",
     "swa/train_swa",
+    "swa/train_swag",
+    "swa/eval_swag",
 )
 
 
@@ -103,6 +107,15 @@ def test_configs_build_the_papers_settings(ds):
     assert evals[0].needs[0].name == "id=lines-layerwise+ln=0.0+beta=1.0+num_samples=1+seed=0"
     swa = list(config(ds, "swa/train_swa").runs(cfg))[0].settings
     assert swa.trainer == "swa" and swa.trainswa and swa.num_models == 2
+    swag = list(config(ds, "swa/train_swag").runs(cfg))[0].settings
+    assert swag.trainswa and swag.swag_rank == (5 if ds == "digits" else 20) and swag.swa_start == 0.75
+    bma = list(config(ds, "swa/eval_swag").runs(cfg))[0]
+    assert bma.settings.trainer == "swag" and bma.settings.swag_samples == 30 and bma.needs[0].name == swag.name
+    line = list(config(ds, "one_dimensional_subspaces/eval_linestats_swa").runs(cfg))
+    assert [r.settings.trainer for r in line] == ["linestats_swa"] and line[0].settings.alphas == ALPHAS
+    assert [t.name for t in line[0].needs] == [f"id=base+ln=0.0+seed={i}" for i in (0, 1)]
+    averages = list(config(ds, "ensembles/eval_average_weights").runs(cfg))
+    assert [r.settings.trainer for r in averages] == ["average_weights"] + [f"random_average_weights_{g}" for g in ("global", "layerwise", "perweight")]
 
 
 def test_command_line_overrides(tmp_path, capsys):
@@ -205,8 +218,10 @@ def test_every_config_runs_in_smoke_mode(ds, tmp_path):
         mod = config(ds, script)
         assert run_cli(mod.runs, mod.SETUP, argv=argv) == 0, script
     counts = rows(tmp_path)
-    assert counts == {"eval-ensemble": 1, "eval-one-dimensional-subspaces": 3 * 2 * 2, "one-dimensional-subspaces": 6,
-                      "simplexes": 4, "swa": 2, "train-ensemble-members": 2}
+    # eval-ensemble: the ensemble and the four weight averages of the pair; the grid's two pairs for
+    # three subspaces of two seeds and for the straight line between the members; SWA and SWAG.
+    assert counts == {"eval-ensemble": 1 + 4, "eval-one-dimensional-subspaces": 3 * 2 * 2 + 2, "one-dimensional-subspaces": 6,
+                      "simplexes": 4, "swa": 2 + 2, "eval-swag": 2, "train-ensemble-members": 2}
     ens = read_results(tmp_path / "eval-ensemble" / "results.csv")[0]
     assert ens["Name"].startswith("id=ensemble+ln=0.0+epochs=1+num_models=2+members=0-1+try=0") and ens["set"] == "Digits"
 
@@ -226,8 +241,10 @@ def test_reproduce_makes_the_figures(digits_pipeline, capsys):
     for stem in ("one_dimensional_subspaces", "simplexes", "calibration"):
         for ext in ("png", "pdf", "csv"):
             assert (root / "figures" / f"{stem}.{ext}").stat().st_size > 0
-    assert rows(root) == {"eval-ensemble": 2, "eval-one-dimensional-subspaces": 3 * 2 * 3, "one-dimensional-subspaces": 8,
-                          "simplexes": 4, "swa": 4, "train-ensemble-members": 4}
+    # Ensembles at two noise levels and four weight averages; three subspaces of two seeds and the
+    # line between the members on a grid of three; SWA at two noise levels and SWAG.
+    assert rows(root) == {"eval-ensemble": 2 + 4, "eval-one-dimensional-subspaces": 3 * 2 * 3 + 3, "one-dimensional-subspaces": 8,
+                          "simplexes": 4, "swa": 4 + 2, "eval-swag": 2, "train-ensemble-members": 4}
 
 
 def test_rerunning_a_finished_pipeline_adds_nothing(digits_pipeline, capsys):
@@ -241,7 +258,7 @@ def test_rerunning_a_finished_pipeline_adds_nothing(digits_pipeline, capsys):
     assert time.time() - start < 15
     assert rows(root) == before and sorted(p.name for p in root.glob("*/*+try=*")) == folders
     out = capsys.readouterr().out
-    assert ": new" not in out and out.count("skipped") == 28  # every run: 22 trainings, 6 evaluations
+    assert ": new" not in out and out.count("skipped") == 37  # every run: 24 trainings, 13 evaluations
     assert str(root / "figures" / "one_dimensional_subspaces.png") in out
 
 

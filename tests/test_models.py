@@ -29,6 +29,10 @@ SMALL = {
     "TinyImageNetResNet50": (dict(width_mult=0.0625), (3, 64, 64), 200),
     "ResNet50": (dict(width_mult=0.0625), (3, 64, 64), 1000),
     "WideResNet50_2": (dict(width_mult=0.0625), (3, 64, 64), 1000),
+    # The original's other ImageNet models; 32x32 inputs keep the deep ones quick on a CPU.
+    "ResNet18": (dict(width_mult=0.125), (3, 32, 32), 1000),
+    "ResNet101": (dict(width_mult=0.0625), (3, 32, 32), 1000),
+    "WideResNet101_2": (dict(width_mult=0.0625), (3, 32, 32), 1000),
 }
 
 
@@ -134,15 +138,16 @@ def original_cifar_keys(blocks_per_stage: int) -> set:
     return keys
 
 
-def original_imagenet_keys(layers=(3, 4, 6, 3)) -> set:
-    """The original's (and torchvision's) ResNet-50 names; fc has no bias (a 1x1 conv)."""
+def original_imagenet_keys(layers=(3, 4, 6, 3), bottleneck: bool = True) -> set:
+    """The original's (and torchvision's) ImageNet ResNet names; fc has no bias (a 1x1 conv)."""
     keys = _conv("conv1") | _bn("bn1") | _conv("fc")
     for stage, count in enumerate(layers, start=1):
         for b in range(count):
             p = f"layer{stage}.{b}"
-            for j in (1, 2, 3):
+            for j in ((1, 2, 3) if bottleneck else (1, 2)):
                 keys |= _conv(f"{p}.conv{j}") | _bn(f"{p}.bn{j}")
-            if b == 0:
+            # a shortcut conv where the shape changes: ResNet-18's first stage keeps 64 channels
+            if b == 0 and (bottleneck or stage > 1):
                 keys |= _conv(f"{p}.downsample.0") | _bn(f"{p}.downsample.1")
     return keys
 
@@ -170,6 +175,9 @@ def original_tiny_keys(bottleneck: bool, num_block) -> set:
         ("CIFARResNetDropout", original_cifar_keys(1)),
         ("ResNet50", original_imagenet_keys()),
         ("WideResNet50_2", original_imagenet_keys()),
+        ("ResNet18", original_imagenet_keys((2, 2, 2, 2), bottleneck=False)),
+        ("ResNet101", original_imagenet_keys((3, 4, 23, 3))),
+        ("WideResNet101_2", original_imagenet_keys((3, 4, 23, 3))),
         ("TinyImageNetResNet18", original_tiny_keys(False, (2, 2, 2, 2))),
         ("TinyImageNetResNet50", original_tiny_keys(True, (3, 4, 6, 3))),
     ],
@@ -191,6 +199,9 @@ FULL_SIZE = [
     # name, output_size, parameters per endpoint (torchvision's count less the fc bias)
     ("ResNet50", 1000, 25_557_032 - 1000),
     ("WideResNet50_2", 1000, 68_883_240 - 1000),
+    ("ResNet18", 1000, 11_689_512 - 1000),
+    ("ResNet101", 1000, 44_549_160 - 1000),
+    ("WideResNet101_2", 1000, 126_886_696 - 1000),
     ("TinyImageNetResNet18", 200, None),
     ("TinyImageNetResNet50", 200, None),
 ]
@@ -206,16 +217,17 @@ def test_full_size_shapes(name, outputs, count):
         assert n == count
     assert sum(p.numel() for p in lines.parameters()) == 2 * n
     sd = model.state_dict()
-    assert sd["fc.weight"].shape[:2] == (outputs, 2048 if name.endswith("50") or "50_" in name else 512)
-    if name == "ResNet50":
+    assert sd["fc.weight"].shape[:2] == (outputs, 512 if name.endswith("18") else 2048)
+    tv_names = {"ResNet18": "resnet18", "ResNet50": "resnet50", "ResNet101": "resnet101", "WideResNet101_2": "wide_resnet101_2"}
+    if name in tv_names:
         tv = pytest.importorskip("torchvision").models
         with torch.device("meta"):
-            ref = tv.resnet50().state_dict()
+            ref = getattr(tv, tv_names[name])().state_dict()
         ref.pop("fc.bias")
         assert set(sd) == set(ref)
         assert all(sd[k].shape == ref[k].shape for k in ref if k != "fc.weight")
         assert sd["fc.weight"].shape == (*ref["fc.weight"].shape, 1, 1)
-    if name == "WideResNet50_2":
+    if name.startswith("WideResNet"):
         assert sd["layer1.0.conv1.weight"].shape == (128, 64, 1, 1)  # twice the bottleneck width
         assert sd["layer4.2.conv2.weight"].shape == (1024, 1024, 3, 3)
     if name.startswith("TinyImageNet"):
@@ -226,7 +238,7 @@ def test_full_size_shapes(name, outputs, count):
 
 @pytest.mark.parametrize(
     "name,last_stage",
-    [("CIFARResNet", "blocks"), ("ResNet50", "layer4"), ("WideResNet50_2", "layer4"), ("TinyImageNetResNet18", "conv5_x"), ("TinyImageNetResNet50", "conv5_x")],
+    [("CIFARResNet", "blocks"), ("ResNet50", "layer4"), ("WideResNet50_2", "layer4"), ("ResNet18", "layer4"), ("TinyImageNetResNet18", "conv5_x"), ("TinyImageNetResNet50", "conv5_x")],
 )
 def test_features_are_the_pooled_last_stage(name, last_stage):
     """The penultimate features: the last stage's (post-ReLU) output averaged over space."""
@@ -264,7 +276,7 @@ def test_imagenet_resolution():
 
 def test_no_batchnorm_is_zero_initialised():
     """The original zero-initialises no BatchNorm (not even the last of each residual branch)."""
-    for name in ("ResNet50", "TinyImageNetResNet50", "TinyImageNetResNet18", "CIFARResNet"):
+    for name in ("ResNet50", "ResNet18", "TinyImageNetResNet50", "TinyImageNetResNet18", "CIFARResNet"):
         for key, v in build(name, "LinesConv", "LinesBN").state_dict().items():
             if re.search(r"(bn\d?|residual_function\.\d+|shortcut\.1|downsample\.1|conv1\.1)\.weight\d*$", key) and v.ndim == 1:
                 assert torch.all(v == 1), key

@@ -8,6 +8,7 @@ the run loop (``trainers/loop.py``) and ``main.py`` name no trainer.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Callable, Optional
@@ -129,6 +130,9 @@ class Trainer:
     kinds: tuple = ("standard",)
     trains = True  # False: an evaluation-only trainer (no epochs, no checkpoints)
     models_from_checkpoints = False  # True: one model per state dict in --resume (ensembles)
+    # Settings only some trainers read (e.g. "t", "swag_samples"): every trainer that does not
+    # name one here refuses it when it is set, so no flag is accepted and ignored.
+    own_settings: tuple = ()
 
     def __init__(self, settings):
         self.settings = settings
@@ -149,8 +153,21 @@ class Trainer:
                 f"{self.settings.conv_type} makes a {kind} model; {_fix_hint(kind)}"
             )
 
+    def load_checkpoints(self, checkpoints: list) -> None:
+        """Read what the trainer needs from the ``--resume`` checkpoints besides the weights (e.g.
+        SWAG statistics), with or without ``--pretrained``; called before the models are built."""
+
     def prepare_models(self, models: list) -> None:
-        """Adjust the freshly built (and loaded) models before they move to the device."""
+        """Adjust the freshly built models before their ``--resume`` weights are loaded."""
+
+    def assemble(self, models: list, build: Callable[..., nn.Module]) -> list:
+        """The models the run uses, made from the loaded and checked ``models`` (default: those).
+
+        Evaluation trainers that evaluate networks made from the loaded ones (a weight average, the
+        line between two networks) return them here, before they move to the device. ``build(**changes)``
+        makes a fresh model of the run's architecture with those settings changed (e.g. ``conv_type``).
+        """
+        return models
 
     # -- the original's three roles ----------------------------------------------------------
     def init(self, ctx: RunContext) -> None:
@@ -260,6 +277,20 @@ class Trainer:
         path = ctx.save_checkpoint(done)
         if stop:
             raise Stopped(path, done)
+
+
+def check_own_settings(trainer_cls: type, settings) -> None:
+    """Refuse a setting that only other trainers read (``own_settings``), when it differs from its
+    default: the chosen trainer would ignore it."""
+    defaults = {f.name: f.default for f in dataclasses.fields(settings)}
+    readers: dict = {}
+    for name, cls in TRAINERS.items():
+        for key in cls.own_settings:
+            readers.setdefault(key, []).append(name)
+    for key, names in readers.items():
+        if key not in trainer_cls.own_settings and getattr(settings, key) != defaults[key]:
+            flag = "--" + key.replace("_", "-")
+            raise UserError(f"{flag} is read by --trainer {' / '.join(sorted(names))}, not by {trainer_cls.name}; drop {flag} or pass --trainer {sorted(names)[0]}")
 
 
 def check_finite(value: float, first_bad: torch.Tensor, epoch: int) -> None:

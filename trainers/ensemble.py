@@ -43,28 +43,35 @@ class EnsembleTrainer(Trainer):
         for model in ctx.models:
             ev = Evaluator(s, ctx, model, lambda loader, m, device: update_bn(loader, m, device), batches)
             preds.append(ev.outputs(None, s.update_bn))
-        ens = members_metrics(preds, s.ensemble_mode, prefix="")
-        acc = ens.pop("acc")
-        pw = pairwise_stats([p.logits for p in preds], preds[0].targets, [p.features for p in preds])
-        metrics = {
-            "tvdist": pw["tvdist"],
-            "percent_disagree": pw["percent_disagree"],
-            "percent_disagree_correct": pw["percent_disagree_correct"],
-            "feat_cossim": pw["feat_cossim_plain"],
-            "feat_sq_cossim": pw["feat_cossim_sq"],
-            **ens,
-            "test_loss": ens["nll"],
-            # The same under the names the line evaluation gives its pair ensembles (Figure 4's baseline).
-            "ensemble_acc": acc,
-            **{f"ensemble_{k}": v for k, v in ens.items()},
-            "ensemble_mode": s.ensemble_mode,
-        }
-        accs = []
-        for i, p in enumerate(preds):
-            pm = point_metrics(p, f"model_{i}_")
-            accs.append(pm[f"model_{i}_acc"])
-            metrics.update(pm)
-        metrics["avg_model_acc"] = statistics.fmean(accs)
+        acc, metrics = ensemble_result(preds, s.ensemble_mode)
         ctx.log_scalar("test/acc", acc, epoch)
-        ctx.log_scalar("test/loss", ens["nll"], epoch)
+        ctx.log_scalar("test/loss", metrics["nll"], epoch)
         return TestResult(acc, metrics)
+
+
+def ensemble_result(preds: list, mode: str) -> tuple:
+    """``(accuracy, metrics)`` of the ensemble of the members' outputs ``preds``: the columns above."""
+    ens = members_metrics(preds, mode, prefix="")
+    acc = ens.pop("acc")
+    pw = pairwise_stats([p.logits for p in preds], preds[0].targets, [p.features for p in preds])
+    metrics = {
+        "tvdist": pw["tvdist"],
+        "percent_disagree": pw["percent_disagree"],
+        "percent_disagree_correct": pw["percent_disagree_correct"],
+        "feat_cossim": pw["feat_cossim_plain"],
+        "feat_sq_cossim": pw["feat_cossim_sq"],
+        **ens,
+        "test_loss": ens["nll"],
+        # The same under the names the line evaluation gives its pair ensembles (Figure 4's baseline).
+        "ensemble_acc": acc,
+        **{f"ensemble_{k}": v for k, v in ens.items()},
+        "ensemble_mode": mode,
+    }
+    accs = []
+    for i, p in enumerate(preds):
+        pm = point_metrics(p, f"model_{i}_")
+        accs.append(pm[f"model_{i}_acc"])
+        metrics.update(pm)
+    metrics["avg_model_acc"] = statistics.fmean(accs)
+    metrics["avg_model_std"] = statistics.pstdev(accs)
+    return acc, metrics

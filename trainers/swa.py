@@ -11,9 +11,16 @@ The average lives in ``models[1]`` (frozen, as ``models[2:]``, by ``prepare_mode
 saved in the checkpoint's ``state_dicts`` like any model and loads with ``weights_only=True``.
 How many epochs it averages follows from the epoch (one update per epoch from the start epoch),
 and the learning rate is a pure function of the epoch, so a resumed run continues exactly.
+
+With ``--swag-rank K`` the run also collects SWAG's statistics (Maddox et al. 2019, "A Simple
+Baseline for Bayesian Uncertainty in Deep Learning", Algorithm 1) at every averaging epoch: the
+running second moment of the weights and the last K deviations of the weights from the running
+mean (the SWA average, after its update), for ``--trainer swag`` to sample from. They are the
+trainer's state in checkpoints (``trainer`` key), so a resumed run continues the collection exactly.
 """
 from __future__ import annotations
 
+import math
 import warnings
 
 import torch
@@ -60,6 +67,78 @@ def swa_learning_rate(settings, epoch: int) -> float:
     return float(opt.param_groups[0]["lr"])
 
 
+class SWAGStatistics:
+    """SWAG's moments (Maddox et al. 2019, Algorithm 1), per parameter name.
+
+    After the n-th averaged model ``w`` (n counted from 1) with running mean ``mean_n`` (the SWA
+    average, already updated with ``w``): ``sq_mean_n = sq_mean_{n-1} + (w^2 - sq_mean_{n-1}) / n``,
+    and the deviation column ``w - mean_n`` joins ``deviations``, of which the last ``rank`` are kept
+    (oldest first, as SWAG's ``cov_mat_sqrt``).
+    """
+
+    def __init__(self, rank: int):
+        self.rank, self.n = int(rank), 0
+        self.sq_mean: dict = {}
+        self.deviations: dict = {}  # name -> (k, *shape), k <= rank
+
+    @torch.no_grad()
+    def collect(self, params: dict, mean: dict) -> None:
+        """Add the averaged weights ``params`` (``{name: tensor}``); ``mean`` is the updated running mean."""
+        for name, w in params.items():
+            w = w.detach()
+            if self.n == 0:
+                self.sq_mean[name] = w.pow(2)
+                self.deviations[name] = (w - mean[name]).unsqueeze(0)
+                continue
+            sq = self.sq_mean[name].to(w.device)
+            self.sq_mean[name] = sq + (w.pow(2) - sq) / (self.n + 1)
+            dev = torch.cat([self.deviations[name].to(w.device), (w - mean[name]).unsqueeze(0)])
+            self.deviations[name] = dev[-self.rank:]
+        self.n += 1
+
+    @property
+    def num_columns(self) -> int:
+        """How many deviation columns are held (``min(n, rank)``)."""
+        return next(iter(self.deviations.values())).shape[0] if self.deviations else 0
+
+    def to(self, device: torch.device) -> "SWAGStatistics":
+        """Move the statistics to ``device`` (once, before drawing many samples there)."""
+        self.sq_mean = {k: v.to(device) for k, v in self.sq_mean.items()}
+        self.deviations = {k: v.to(device) for k, v in self.deviations.items()}
+        return self
+
+    def state_dict(self) -> dict:
+        return {"rank": self.rank, "n": self.n, "sq_mean": dict(self.sq_mean), "deviations": dict(self.deviations)}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "SWAGStatistics":
+        """The statistics :meth:`state_dict` saved."""
+        stats = cls(state["rank"])
+        stats.n, stats.sq_mean, stats.deviations = int(state["n"]), dict(state["sq_mean"]), dict(state["deviations"])
+        return stats
+
+    @torch.no_grad()
+    def sample(self, mean: dict, scale: float, generator: torch.Generator) -> dict:
+        """One draw ``w = mean + sqrt(scale) * (sqrt(var) * z1 + D^T z2 / sqrt(K - 1))`` (SWAG's
+        ``sample(scale, cov=True)``), ``var = clamp(sq_mean - mean^2, 1e-30)``, ``D`` the K held
+        deviation columns, ``z1 ~ N(0, I)`` per weight and ``z2 ~ N(0, I_K)`` shared by the whole
+        network. ``scale = 0.5`` is the SWAG paper's ``1/sqrt(2)`` factor on both terms.
+
+        Draws ``z2`` first, then ``z1`` parameter by parameter in ``mean``'s order, on the CPU
+        from ``generator`` (so a draw is the same on every device).
+        """
+        k = self.num_columns
+        z2 = torch.randn(k, generator=generator, dtype=torch.float32)
+        out = {}
+        for name, m in mean.items():
+            var = (self.sq_mean[name].to(m.device) - m.pow(2)).clamp_min(1e-30)
+            z1 = torch.randn(m.shape, generator=generator, dtype=torch.float32).to(m.device, m.dtype)
+            dev = self.deviations[name].to(m.device)
+            low_rank = torch.tensordot(z2.to(m.device, m.dtype), dev, dims=1) / math.sqrt(k - 1)
+            out[name] = m + math.sqrt(scale) * (var.sqrt() * z1 + low_rank)
+        return out
+
+
 @TRAINERS.register
 class SWATrainer(DefaultTrainer):
     """Standard training of ``models[0]``; ``models[1]`` is its stochastic weight average and
@@ -68,11 +147,23 @@ class SWATrainer(DefaultTrainer):
 
     name = "swa"
     kinds = ("standard",)
+    own_settings = ("swag_rank",)
+
+    def __init__(self, settings):
+        super().__init__(settings)
+        self.swag = SWAGStatistics(settings.swag_rank) if settings.swag_rank else None
 
     @classmethod
     def adjust_settings(cls, s):
         if not (0.0 <= s.swa_start < 1.0 and s.swa_lr > 0):
             raise UserError(f"--swa-start {s.swa_start} must be a fraction of the epochs in [0, 1) and --swa-lr {s.swa_lr} positive")
+        if s.swag_rank is not None:
+            if s.swag_rank < 2:
+                raise UserError(f"--swag-rank {s.swag_rank} must be at least 2 (SWAG's low-rank covariance needs two deviations; the SWAG paper uses 20)")
+            averaged = s.epochs - swa_start_epoch(s)
+            if s.epochs and averaged < 2:
+                raise UserError(f"--swag-rank needs at least 2 averaging epochs, but --swa-start {s.swa_start} of --epochs {s.epochs} "
+                                f"averages {averaged}; lower --swa-start or raise --epochs")
         snapshots = tuple(s.swa_save_epochs or ())
         bad = [e for e in snapshots if not 1 <= e <= s.epochs]
         if bad or len(set(snapshots)) != len(snapshots):
@@ -115,10 +206,28 @@ class SWATrainer(DefaultTrainer):
         loss = self.train_epoch(ctx, epoch, self.begin_epoch(ctx, epoch))
         if epoch >= swa_start_epoch(s):
             self.swa.update_parameters(unwrap(ctx.models[0]))
+            if self.swag is not None:
+                self.swag.collect(dict(unwrap(ctx.models[0]).named_parameters()), dict(unwrap(ctx.models[1]).named_parameters()))
         if s.swa_save_epochs and epoch + 1 in s.swa_save_epochs:
             snapshot = unwrap(ctx.models[2 + s.swa_save_epochs.index(epoch + 1)])
             snapshot.load_state_dict(unwrap(ctx.models[0]).state_dict())
         return loss
+
+    def state_dict(self) -> dict:
+        state = {"swag_rank": self.settings.swag_rank or 0}
+        if self.swag is not None:
+            state["swag"] = self.swag.state_dict()
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        saved = int(state.get("swag_rank", 0))
+        if saved != (self.settings.swag_rank or 0):
+            # SWAG's moments must cover every averaging epoch: no starting or dropping them midway.
+            fix = f"pass --swag-rank {saved}" if saved else "drop --swag-rank (or start a new run with it)"
+            raise UserError(f"checkpoint {self.settings.resume[0]} was trained with{'' if saved else 'out'} SWAG statistics"
+                            f"{f' of rank {saved}' if saved else ''}; {fix}")
+        if self.swag is not None and state.get("swag"):
+            self.swag = SWAGStatistics.from_state(state["swag"])
 
     def test(self, ctx: RunContext, epoch: int) -> TestResult:
         # From the evaluation-only path, ``epoch`` is the number of completed epochs.

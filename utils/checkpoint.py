@@ -63,6 +63,28 @@ def strip_module_prefix(state_dict: dict) -> dict:
     return dict(state_dict)
 
 
+def check_same_architecture(state_dicts: list) -> None:
+    """``[(path, state_dict), ...]`` hold one architecture: the same keys with the same shapes
+    (``num_batches_tracked`` aside); otherwise a UserError naming the two checkpoints that differ."""
+    if len(state_dicts) < 2:
+        return
+    path0, first = state_dicts[0][0], strip_module_prefix(state_dicts[0][1])
+    keep = lambda sd: {k: tuple(v.shape) for k, v in sd.items() if not k.endswith("num_batches_tracked")}  # noqa: E731
+    shapes0 = keep(first)
+    for path, sd in state_dicts[1:]:
+        shapes = keep(strip_module_prefix(sd))
+        if shapes == shapes0:
+            continue
+        only0, only = sorted(set(shapes0) - set(shapes)), sorted(set(shapes) - set(shapes0))
+        wrong = [k for k in shapes0 if k in shapes and shapes[k] != shapes0[k]]
+        if wrong:
+            detail = f"{wrong[0]} is {shapes0[wrong[0]]} in one, {shapes[wrong[0]]} in the other"
+        else:
+            detail = f"{(only0 or only)[0]} is in only one of them"
+        raise UserError(f"checkpoints {path0} and {path} hold different architectures ({detail}); "
+                        f"pass checkpoints of one --model, --model-name, --width-mult and --conv-type")
+
+
 def load_model_state(model: nn.Module, state_dict: dict, source: str, hint: str = "") -> None:
     """Load ``state_dict`` into ``model`` strictly; a mismatch raises UserError naming the fix.
 

@@ -1,8 +1,10 @@
 """The whole pipeline on Digits, end to end: train, evaluate, draw Figures 4 and 5 and calibration.
 
 Runs the Digits configs of this folder in order -- ensemble members, lines, layerwise lines,
-curves, simplexes (n = 2..4, layerwise and not) and SWA; the ensembles of two and the points along
-each line and curve -- then draws the figures with analyze_results and prints where they are.
+curves, simplexes (n = 2..4, layerwise and not), SWA and SWAG; the ensembles of two and the
+weight averages of two members, the points along each line and curve and along the straight line
+between two members, and SWAG's Bayesian model average -- then draws the figures with
+analyze_results and prints the numbers and where the figures are.
 The members, lines, ensembles and SWA also run with 20% label noise for the calibration figure.
 Finished runs are skipped, so a second call only redraws the figures; an interrupted call
 continues where it stopped. Results: learning-subspaces-results/digits/ in the repository.
@@ -11,31 +13,46 @@ continues where it stopped. Results: learning-subspaces-results/digits/ in the r
                                                   [--log-dir DIR] [--force] [--dry-run] [--verbose]
 """
 import importlib
+import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from analyze_results.common import calibration, ensemble_label, figure4, figure5  # noqa: E402
+from analyze_results.common import calibration, ensemble_label, figure4, figure5, load, select, values  # noqa: E402
 from experiment_configs.digits.common import SETUP  # noqa: E402
-from experiment_configs.sweep import build_parser, execute, make_config  # noqa: E402
+from experiment_configs.sweep import ENSEMBLES, EVAL_SWAG, build_parser, execute, make_config  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 
 # (config under experiment_configs/digits, whether it runs at every label-noise level) in order.
 STEPS = (
     ("ensembles/train_ensemble_members", True),
     ("ensembles/eval_ensembles", True),
+    ("ensembles/eval_average_weights", False),
     ("one_dimensional_subspaces/train_lines", True),
     ("one_dimensional_subspaces/train_lines_layerwise", False),
     ("one_dimensional_subspaces/train_curves", False),
     ("one_dimensional_subspaces/eval_lines", False),
     ("one_dimensional_subspaces/eval_lines_layerwise", False),
     ("one_dimensional_subspaces/eval_curves", False),
+    ("one_dimensional_subspaces/eval_linestats_swa", False),
     ("simplexes/train_simplexes", False),
     ("simplexes/train_simplexes_layerwise", False),
     ("swa/train_swa", True),
+    ("swa/train_swag", False),
+    ("swa/eval_swag", False),
 )
+# The baselines reported beside the figures' numbers: (family folder, id, column, label).
+BASELINES = (
+    (ENSEMBLES, "average-weights", "curr_acc1", "Uniform average of two members' weights"),
+    (ENSEMBLES, "random-average-weights-global", "curr_acc1", "Random average (one draw for the network)"),
+    (ENSEMBLES, "random-average-weights-layerwise", "curr_acc1", "Random average (one draw per layer)"),
+    (ENSEMBLES, "random-average-weights-perweight", "curr_acc1", "Random average (one draw per weight)"),
+    (EVAL_SWAG, "swag-bma", "swa_acc", "SWA mean (of the SWAG run)"),
+    (EVAL_SWAG, "swag-bma", "curr_acc1", "SWAG: Bayesian model average of 30 draws"),
+)
+SWAG_ECE = (EVAL_SWAG, "swag-bma", "ece", "SWAG (Bayesian model average)")
 LABEL_NOISE = (0.0, 0.2)  # the calibration figure's levels; Figures 4 and 5 use the first
 
 
@@ -56,28 +73,40 @@ def _fmt(v) -> str:
     return f"{mean:.4f} +- {std:.4f} ({n} run{'s' if n != 1 else ''})"
 
 
-def report(fig4, fig5, cal, noise_levels, simplex_n) -> None:
+def baseline_values(root: Path, label_noise: float, which=BASELINES) -> list:
+    """``[(label, (mean, std, n) or None)]`` of the columns ``which`` names, from the results files."""
+    out = []
+    for family, run_id, col, label in which:
+        vals = values(select(load(root / family / "results.csv"), run_id, label_noise), col)
+        out.append((label, (statistics.fmean(vals), statistics.pstdev(vals), len(vals)) if vals else None))
+    return out
+
+
+def report(fig4, fig5, cal, noise_levels, simplex_n, baselines=(), swag_ece=None) -> None:
     """The headline numbers (mean +- std over seeds), as in the figures' CSV files."""
     rows = [
         ("Standard training", fig4.value("Standard Training")),
         ("Standard ensemble of two", fig4.value("Standard Ensemble of Two")),
     ]
-    for label in ("Line", "Line (Layerwise)", "Curve"):
+    for label in ("Line", "Line (Layerwise)", "Curve", "Line Between Two Trained Networks"):
         rows.append((f"{label}: midpoint (alpha 0.5)", fig4.value(label, 0.5)))
         rows.append((f"{label}: endpoint (alpha 0)", fig4.value(label, 0.0)))
         rows.append((f"{label}: ensemble of alpha 0 and 1", fig4.value(ensemble_label(label), 0.0)))
     for label in ("Simplex (Midpoint)", "Simplex (Layerwise, Midpoint)"):
         for n in simplex_n:
             rows.append((f"{label.replace('Midpoint', 'centre')}, n={n}", fig5.value(label, float(n))))
+    rows += list(baselines)
     print("\nTest accuracy on Digits (mean +- std over seeds):")
     for name, v in rows:
-        print(f"  {name:<45} {_fmt(v)}")
+        print(f"  {name:<62} {_fmt(v)}")
     print("Calibration (accuracy / expected calibration error):")
     for ln in noise_levels:
         for label in ("Line (Midpoint)", "Standard Training", "Standard Ensemble of Two", "SWA"):
             acc, ece = cal.value(label, ln), cal.value(f"{label} ECE", ln)
             ece_text = "-" if ece is None else f"{ece[0]:.4f} +- {ece[1]:.4f}"
             print(f"  label noise {ln}: {label:<30} {_fmt(acc)} / ECE {ece_text}")
+    if swag_ece is not None:
+        print(f"  label noise {noise_levels[0]}: {SWAG_ECE[3]:<30} ECE {_fmt(swag_ece)}")
 
 
 def main(argv=None) -> int:
@@ -104,7 +133,8 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command again to continue where it stopped", file=sys.stderr)
         return 130
-    report(fig4, fig5, cal, noise_levels, cfg.simplex_n)
+    swag_ece = baseline_values(cfg.log_root, noise_levels[0], (SWAG_ECE,))[0][1]
+    report(fig4, fig5, cal, noise_levels, cfg.simplex_n, baseline_values(cfg.log_root, noise_levels[0]), swag_ece)
     print(f"\nFigures (PNG and PDF, with the plotted numbers as CSV) in {out}:")
     for fig in (fig4, fig5, cal):
         print(f"  {fig.paths[0]}")

@@ -1,0 +1,194 @@
+"""SWAG (Maddox et al. 2019): the statistics collected during SWA training, checked by hand, kept
+exactly across a resume, and the Bayesian model average of ``--trainer swag`` on Digits."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+import main as main_mod
+from args import parse_args, replace
+from data import get_dataset
+from trainers.swa import SWAGStatistics
+from utils.bn import update_bn
+from utils.evaluation import predict
+from utils.metrics import classification_metrics, probs_metrics
+from utils.results import read_results
+from utils.seed import make_generator
+
+SMALL = ["--set", "Digits", "--batch-size", "128", "--width-mult", "0.5"]
+# SWA from the first epoch: 3 averaged epochs, SWAG of rank 2 keeps the last two deviations.
+SWAG = SMALL + ["--trainswa", "--swag-rank", "2", "--swa-start", "0", "--swa-lr", "0.05", "--epochs", "3", "--save"]
+
+
+def cli(argv) -> int:
+    return main_mod.cli([str(a) for a in argv])
+
+
+def ckpt_at(run_dir: Path, epoch: int) -> Path:
+    return next(run_dir.glob(f"epoch_{epoch}_iter_*.pt"))
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, weights_only=True)
+
+
+# --- the statistics, by hand ------------------------------------------------------------------------
+
+
+def test_moments_and_deviations_by_hand():
+    ws = [
+        {"a": torch.tensor([1.0, 2.0, 3.0]), "b": torch.tensor([[0.5, -1.0], [2.0, 0.0]])},
+        {"a": torch.tensor([3.0, 0.0, 3.0]), "b": torch.tensor([[1.5, -1.0], [0.0, 4.0]])},
+        {"a": torch.tensor([2.0, 4.0, 0.0]), "b": torch.tensor([[2.5, 2.0], [1.0, 2.0]])},
+    ]
+    stats = SWAGStatistics(rank=2)
+    for k, w in enumerate(ws, start=1):
+        mean = {n: sum(v[n] for v in ws[:k]) / k for n in w}  # the SWA average after k updates
+        stats.collect(w, mean)
+    assert stats.n == 3 and stats.num_columns == 2
+    # a: mean (2, 2, 2); mean of squares (14/3, 20/3, 6); deviations of w2, w3 from the means after 2 and 3.
+    torch.testing.assert_close(stats.sq_mean["a"], torch.tensor([14 / 3, 20 / 3, 6.0]))
+    torch.testing.assert_close(stats.deviations["a"], torch.tensor([[1.0, -1.0, 0.0], [0.0, 2.0, -2.0]]))
+    torch.testing.assert_close(stats.sq_mean["b"], torch.tensor([[(0.25 + 2.25 + 6.25) / 3, 2.0], [5 / 3, 20 / 3]]))
+    torch.testing.assert_close(stats.deviations["b"], torch.tensor([[[0.5, 0.0], [-1.0, 2.0]], [[1.0, 2.0], [0.0, 0.0]]]))
+    # Through a checkpoint's trainer state and back.
+    again = SWAGStatistics.from_state(stats.state_dict())
+    assert again.n == 3 and all(torch.equal(again.deviations[n], stats.deviations[n]) for n in ("a", "b"))
+
+
+def test_samples_have_swags_covariance():
+    """Draws w = mean + sqrt(scale) (sqrt(var) z1 + D^T z2 / sqrt(K - 1)) have mean ``mean`` and
+    covariance ``scale * (diag(var) + D^T D / (K - 1))`` (the SWAG paper's Sigma with scale 1/2)."""
+    torch.manual_seed(0)
+    ws = [{"a": torch.randn(4)} for _ in range(5)]
+    stats = SWAGStatistics(rank=3)
+    for k, w in enumerate(ws, start=1):
+        stats.collect(w, {"a": sum(v["a"] for v in ws[:k]) / k})
+    mean = {"a": sum(v["a"] for v in ws) / 5}
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.stack([stats.sample(mean, 0.5, gen)["a"] for _ in range(40000)]).double()
+    var = (stats.sq_mean["a"] - mean["a"] ** 2).double()
+    d = stats.deviations["a"].double()
+    expected = 0.5 * (torch.diag(var) + d.T @ d / 2)
+    torch.testing.assert_close(draws.mean(0), mean["a"].double(), atol=0.03, rtol=0)
+    torch.testing.assert_close(torch.cov(draws.T), expected, atol=0.03, rtol=0.05)
+    # A fixed generator, a fixed draw.
+    one = stats.sample(mean, 0.5, torch.Generator().manual_seed(3))["a"]
+    assert torch.equal(one, stats.sample(mean, 0.5, torch.Generator().manual_seed(3))["a"])
+
+
+# --- collected during SWA training ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def swag_run(tmp_path_factory) -> Path:
+    log = tmp_path_factory.mktemp("swag")
+    assert cli(SWAG + ["--save-epochs", "1,2", "--log-dir", log, "--name", "swag"]) == 0
+    return log / "swag+try=0"
+
+
+def test_training_collects_the_moments_of_the_averaged_weights(swag_run):
+    w = [load(ckpt_at(swag_run, e))["state_dicts"][0] for e in (1, 2, 3)]  # the weights averaged after each epoch
+    final = load(ckpt_at(swag_run, 3))
+    state = final["trainer"]["swag"]
+    assert final["trainer"]["swag_rank"] == 2 and state["rank"] == 2 and state["n"] == 3
+    names = [n for n in state["sq_mean"]]
+    assert "convs.0.weight" in names and "bns.1.bias" in names and not any("running" in n for n in names)
+    for n in names:
+        mean2, mean3 = (w[0][n] + w[1][n]) / 2, (w[0][n] + w[1][n] + w[2][n]) / 3
+        torch.testing.assert_close(final["state_dicts"][1][n], mean3)  # the SWA average is SWAG's mean
+        torch.testing.assert_close(state["sq_mean"][n], (w[0][n] ** 2 + w[1][n] ** 2 + w[2][n] ** 2) / 3)
+        torch.testing.assert_close(state["deviations"][n], torch.stack([w[1][n] - mean2, w[2][n] - mean3]))
+
+
+def test_a_resumed_run_continues_the_collection_exactly(swag_run, tmp_path):
+    log = tmp_path / "resumed"
+    assert cli(SWAG + ["--resume", ckpt_at(swag_run, 2), "--log-dir", log, "--name", "swag"]) == 0
+    got = load(ckpt_at(log / "swag+try=0", 3))["trainer"]["swag"]
+    want = load(ckpt_at(swag_run, 3))["trainer"]["swag"]
+    assert got["n"] == want["n"] == 3
+    for key in ("sq_mean", "deviations"):
+        for n, v in want[key].items():
+            assert torch.equal(got[key][n], v), (key, n)
+
+
+# --- the swag evaluation ----------------------------------------------------------------------------
+
+
+def test_swag_bayesian_model_average(swag_run, tmp_path):
+    ckpt = ckpt_at(swag_run, 3)
+    log = tmp_path / "eval"
+    argv = SMALL + ["--no-channels-last", "--trainer", "swag", "--resume", ckpt, "--pretrained", "--epochs", "0",
+                    "--swag-samples", "3", "--swag-scale", "0.5", "--seed", "7", "--save-data", "--log-dir", log, "--name", "bma"]
+    assert cli(argv) == 0
+    (row,) = read_results(log / "results.csv")
+    assert (row["swag_samples"], row["swag_scale"], row["swag_rank"], row["swag_n"]) == ("3", "0.5", "2", "3")
+
+    # By hand: the SWA mean and three draws from the checkpoint's statistics, each with its BatchNorm
+    # statistics recomputed, their probabilities averaged.
+    saved = load(ckpt)
+    stats, sd_mean = saved["trainer"]["swag"], saved["state_dicts"][1]
+    s = replace(parse_args([str(a) for a in SMALL]), seed=7)
+    data = get_dataset(s)
+    net = main_mod.build_model(replace(s, model="DigitsConvNet", output_size=10), data)
+
+    def outputs(weights: dict):
+        with torch.no_grad():
+            for n, p in net.named_parameters():
+                p.copy_(weights[n])
+        data.set_epoch(0)
+        update_bn(data.bn_loader, net)
+        return predict(net, data.val_loader, torch.device("cpu"))
+
+    names = [n for n, _ in net.named_parameters()]
+    swa = outputs(sd_mean)
+    m = classification_metrics(swa.logits, swa.targets)
+    assert float(row["swa_acc"]) == pytest.approx(m["acc"], abs=1e-6) and float(row["swa_nll"]) == pytest.approx(m["nll"], rel=1e-4)
+
+    gen = make_generator(7, "swag")
+    probs = 0
+    for _ in range(3):
+        z2 = torch.randn(2, generator=gen)
+        w = {}
+        for n in names:
+            mu = sd_mean[n]
+            var = (stats["sq_mean"][n] - mu**2).clamp_min(1e-30)
+            z1 = torch.randn(mu.shape, generator=gen)
+            low_rank = z2[0] * stats["deviations"][n][0] + z2[1] * stats["deviations"][n][1]
+            w[n] = mu + math.sqrt(0.5) * (var.sqrt() * z1 + low_rank / math.sqrt(2 - 1))
+        probs = probs + outputs(w).probs
+    bma = probs_metrics(probs / 3, swa.targets)
+    assert float(row["curr_acc1"]) == pytest.approx(bma["acc"], abs=1 / 360)  # a near-tie may flip with float order
+    for k in ("nll", "ece", "brier"):
+        assert float(row[k]) == pytest.approx(bma[k], rel=1e-4, abs=1e-6), k
+    assert row["test_loss"] == row["nll"]
+
+
+def _bad(argv, log: Path, capsys, expect: str) -> None:
+    capsys.readouterr()
+    assert cli([str(a) for a in argv] + ["--log-dir", str(log)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and len(err.splitlines()) == 1 and expect in err, err
+    assert not log.exists() or not any(log.iterdir())
+
+
+def test_swag_bad_input(swag_run, tmp_path, capsys):
+    log = tmp_path / "bad"
+    final, plain = ckpt_at(swag_run, 3), tmp_path / "plain"
+    assert cli(SMALL + ["--epochs", "1", "--save", "--log-dir", plain, "--name", "p"]) == 0
+    standard = ckpt_at(plain / "p+try=0", 1)
+    ev = SMALL + ["--trainer", "swag", "--epochs", "0", "--pretrained", "--save-data"]
+    _bad(ev + ["--resume", standard], log, capsys, "holds no SWAG statistics; train with --trainswa --swag-rank K")
+    _bad(ev + ["--resume", f"{final},{final}"], log, capsys, "one SWA checkpoint")
+    _bad(ev + ["--resume", ckpt_at(swag_run, 1)], log, capsys, "averaged 1 epoch(s); SWAG needs at least 2")
+    _bad(ev + ["--resume", final, "--swag-samples", "0"], log, capsys, "--swag-samples 0 must be at least 1")
+    _bad(SWAG[:-1] + ["--swag-rank", "1"], log, capsys, "--swag-rank 1 must be at least 2")
+    _bad(SWAG[:-1] + ["--swa-start", "0.75"], log, capsys, "at least 2 averaging epochs")
+    _bad(SMALL + ["--swag-rank", "2", "--epochs", "1"], log, capsys, "--swag-rank is read by --trainer swa")
+    # A resume must continue the collection as it was: no SWAG statistics started or dropped midway.
+    _bad(SWAG[:-1] + ["--resume", ckpt_at(swag_run, 2), "--swag-rank", "3"], log, capsys, "of rank 2; pass --swag-rank 2")
+    no_swag = [a for a in SWAG[:-1] if a not in ("--swag-rank", "2")]
+    _bad(no_swag + ["--resume", ckpt_at(swag_run, 2)], log, capsys, "pass --swag-rank 2")
