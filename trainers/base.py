@@ -125,6 +125,7 @@ class Trainer:
     kinds: tuple = ("standard",)
     trains = True  # False: an evaluation-only trainer (no epochs, no checkpoints)
     models_from_checkpoints = False  # True: one model per state dict in --resume (ensembles)
+    takes_endpoints = False  # True: honours --init-endpoints (trained networks as a subspace's endpoints)
 
     def __init__(self, settings):
         self.settings = settings
@@ -277,5 +278,7 @@ def _fix_hint(kind: str) -> str:
         "standard": "use --trainer default (or ensemble/swa) for StandardConv models",
         "line": "use --trainer train_one_dim_subspaces or eval_one_dim_subspaces for lines",
         "curve": "use --trainer train_one_dim_subspaces or eval_one_dim_subspaces for curves",
+        "bezier": "use --trainer train_one_dim_subspaces or eval_one_dim_subspaces for BezierConv<k> curves",
+        "polychain": "use --trainer train_one_dim_subspaces or eval_one_dim_subspaces for PolyChainConv<k> chains",
         "simplex": "use --trainer train_simplexes or eval_simplexes for SimplexConv<n> models",
     }[kind]
