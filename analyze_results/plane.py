@@ -142,21 +142,26 @@ def curve_in_plane(points: np.ndarray, coefficients, tensors: Sequence[int], ste
 
 
 def draw(plane: Plane, out_dir: Path, name: str = "plane") -> list:
-    """Two contour panels (training loss, test accuracy) with the points marked; PNG, PDF and CSV."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    """Two contour panels (training loss, test accuracy) with the points marked, as PNG and PDF,
+    and the values as CSV (:func:`read_plane` reads them back to redraw without evaluating)."""
     X, Y = np.meshgrid(plane.xs, plane.ys)
+    ratio = (plane.ys[-1] - plane.ys[0]) / max(plane.xs[-1] - plane.xs[0], 1e-12)
+    fig, axes = plt.subplots(1, 2, figsize=(11, min(max(5.0 * ratio, 2.0), 5.5) + 1.0))
     loss = np.log10(np.maximum(plane.train_loss, 1e-8))
+    mid = 0.5 * (plane.xs[0] + plane.xs[-1])
     for ax, values, title, cmap in ((axes[0], loss, "training loss (log10)", "viridis_r"), (axes[1], plane.test_acc, "test accuracy", "viridis")):
         filled = ax.contourf(X, Y, values, levels=20, cmap=cmap)
         ax.contour(X, Y, values, levels=10, colors="k", linewidths=0.4, alpha=0.5)
-        fig.colorbar(filled, ax=ax)
+        ax.set_aspect("equal")  # distances in weight space are kept
+        fig.colorbar(filled, ax=ax, fraction=0.046 * max(ratio, 0.2), pad=0.03)
         if plane.curve is not None:
             ax.plot(plane.curve[:, 0], plane.curve[:, 1], "w--", lw=1.5)
         ax.scatter(plane.points[:, 0], plane.points[:, 1], c="white", edgecolors="k", s=60, zorder=3)
         for (x, y), label in zip(plane.points, plane.labels):
-            ax.annotate(label, (x, y), textcoords="offset points", xytext=(6, 6), color="white", fontweight="bold")
+            right = x > mid
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(-7 if right else 7, 7), ha="right" if right else "left",
+                        color="white", fontweight="bold")
         ax.set_title(title)
-        ax.set_aspect("equal")
     fig.tight_layout()
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
@@ -165,15 +170,46 @@ def draw(plane: Plane, out_dir: Path, name: str = "plane") -> list:
         atomic_write(path, lambda tmp, ext=ext: fig.savefig(tmp, format=ext, dpi=150))
         paths.append(path)
     plt.close(fig)
-    rows = [["x", "y", "point", "train_loss", "test_acc"]]
-    rows += [[f"{x:.6g}", f"{y:.6g}", label, f"{m[0]:.6g}", f"{m[1]:.6g}"] for (x, y), label, m in zip(plane.points, plane.labels, plane.marked)]
-    rows += [[f"{x:.6g}", f"{y:.6g}", "", f"{plane.train_loss[iy, ix]:.6g}", f"{plane.test_acc[iy, ix]:.6g}"]
-             for iy, y in enumerate(plane.ys) for ix, x in enumerate(plane.xs)]
-    csv_path = out_dir / f"{name}.csv"
-    atomic_write_text(csv_path, "".join(",".join(r) + "\n" for r in rows))
-    paths.append(csv_path)
+    paths.append(write_csv(plane, out_dir / f"{name}.csv"))
     plane.paths = paths
     return paths
+
+
+CSV_HEADER = "x,y,point,train_loss,test_acc"
+
+
+def write_csv(plane: Plane, path: Path) -> Path:
+    """The three points (``point`` = their label), the grid (``point`` empty) and the curve
+    (``point`` = "curve", no values), one row each."""
+    g = lambda v: format(float(v), ".10g")  # noqa: E731
+    rows = [CSV_HEADER]
+    rows += [f"{g(x)},{g(y)},{label},{g(m[0])},{g(m[1])}" for (x, y), label, m in zip(plane.points, plane.labels, plane.marked)]
+    rows += [f"{g(x)},{g(y)},,{g(plane.train_loss[iy, ix])},{g(plane.test_acc[iy, ix])}" for iy, y in enumerate(plane.ys) for ix, x in enumerate(plane.xs)]
+    rows += [f"{g(x)},{g(y)},curve,," for x, y in (plane.curve if plane.curve is not None else [])]
+    atomic_write_text(path, "\n".join(rows) + "\n")
+    return path
+
+
+def read_plane(path: Path) -> Plane:
+    """A plane written by :func:`write_csv` (to draw it again without evaluating anything)."""
+    lines = Path(path).read_text().splitlines()
+    if not lines or lines[0] != CSV_HEADER:
+        raise UserError(f"{path} is not a plane CSV written by analyze_results/plane.py")
+    points, labels, marked, grid, curve = [], [], [], {}, []
+    for line in lines[1:]:
+        x, y, label, loss, acc = line.split(",")
+        if label == "curve":
+            curve.append((float(x), float(y)))
+        elif label:
+            points.append((float(x), float(y)))
+            labels.append(label)
+            marked.append((float(loss), float(acc)))
+        else:
+            grid[(float(x), float(y))] = (float(loss), float(acc))
+    xs, ys = np.array(sorted({x for x, _ in grid})), np.array(sorted({y for _, y in grid}))
+    loss = np.array([[grid[(x, y)][0] for x in xs] for y in ys])
+    acc = np.array([[grid[(x, y)][1] for x in xs] for y in ys])
+    return Plane(np.array(points), xs, ys, loss, acc, marked, tuple(labels), np.array(curve) if curve else None)
 
 
 def _labels(coefficients, tensors: Sequence[int]) -> tuple:

@@ -127,7 +127,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command line: one line on stderr and exit status 2 on bad input."""
     p = argparse.ArgumentParser(prog="python -m modes.export", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", help="a checkpoint of a line, curve or simplex (main.py --save)")
-    p.add_argument("--point", type=_floats, required=True, metavar="A | C0,C1,...",
+    p.add_argument("--point", type=_floats, required=True, metavar="POINT",
                    help="alpha in [0, 1] for a line or curve; n barycentric coordinates summing to 1 for a simplex")
     p.add_argument("--out", required=True, help="the checkpoint file to write")
     p.add_argument("--update-bn", action="store_true", help="recompute BatchNorm statistics at the point over the training set")

@@ -4,6 +4,7 @@ the export of a plain network work on it (torchvision's resnet18, a small transf
 """
 from __future__ import annotations
 
+import pickle
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -100,6 +101,8 @@ def test_endpoints_are_drawn_independently_by_each_layers_own_init():
     assert conv.weight1.abs().max() <= bound and conv.weight1.abs().max() > 0.8 * bound
     assert torch.all(net[1].weight2 == 1) and torch.all(net[2].bias1 == 0)  # BatchNorm/LayerNorm: ones and zeros
     assert net[3].weight1.std() > 0.5  # Embedding: N(0, 1)
+    clone = pickle.loads(pickle.dumps(net))  # generated types (SimplexConv1d3, ...) pickle within the process
+    assert type(clone[0]) is type(conv) and torch.equal(clone[0].weight2, conv.weight2) and clone[0].point == conv.point
     # init= replaces reset_parameters (e.g. torchvision's kaiming_normal fan_out convs)
     other = modes.subspace(nn.Sequential(nn.Linear(3, 2)), "lines", init=lambda m: nn.init.constant_(m.weight, 7.0))
     assert torch.all(other[0].weight1 == 7.0) and not torch.all(other[0].weight == 7.0)

@@ -84,6 +84,11 @@ def test_grid_values_are_the_networks_at_those_points(tmp_path):
     assert files["plane.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and files["plane.pdf"].read_bytes()[:4] == b"%PDF"
     rows = files["plane.csv"].read_text().splitlines()
     assert rows[0] == "x,y,point,train_loss,test_acc" and len(rows) == 1 + 3 + 9
+    again = plane_mod.read_plane(files["plane.csv"])  # to draw again without evaluating
+    np.testing.assert_allclose(again.train_loss, plane.train_loss, rtol=1e-9)
+    np.testing.assert_allclose(again.points, plane.points, rtol=1e-9, atol=1e-12)
+    assert again.labels == plane.labels and again.curve is None
+    np.testing.assert_allclose(np.array(again.marked), np.array(plane.marked), rtol=1e-9)
 
 
 def test_basis_and_barycentric_coordinates():
@@ -106,6 +111,7 @@ def test_a_curve_checkpoint_gives_its_ends_and_bend(tmp_path):
     assert plane.paths[0] == tmp_path / "curve_plane.png" and plane.paths[0].exists()  # beside the checkpoint
     np.testing.assert_allclose(plane.curve[0], plane.points[0], atol=1e-9)
     np.testing.assert_allclose(plane.curve[-1], plane.points[1], atol=1e-9)
+    assert plane_mod.read_plane(plane.paths[2]).curve == pytest.approx(plane.curve)
     mid = plane.curve[len(plane.curve) // 2]  # alpha = 0.5: a quarter of each end, half the bend
     np.testing.assert_allclose(mid, 0.25 * plane.points[0] + 0.25 * plane.points[1] + 0.5 * plane.points[2], atol=1e-9)
 
