@@ -42,7 +42,7 @@ from utils.seed import seed_everything
 RESULT_SETTINGS = (
     "set", "model", "model_name", "conv_type", "bn_type", "trainer", "n", "seed", "data_seed", "epochs",
     "lr", "batch_size", "beta", "layerwise", "num_samples", "label_noise", "label_smoothing",
-    "alpha0", "alpha1", "update_bn", "train_update_bn", "width_mult", "num_models",
+    "alpha0", "alpha1", "update_bn", "train_update_bn", "width_mult", "num_models", "init_endpoints", "fix_endpoints",
 )
 
 
@@ -97,6 +97,11 @@ def check_settings(s: Settings) -> Settings:
     s = apply_aliases(s)
     trainer_cls = TRAINERS.get(s.trainer)
     check_own_settings(trainer_cls, s)
+    if s.fix_endpoints and not s.init_endpoints:
+        raise UserError("--fix-endpoints fixes the endpoints that --init-endpoints loads; pass --init-endpoints A.pt,B.pt too")
+    if s.init_endpoints and not trainer_cls.takes_endpoints:
+        takes = ", ".join(name for name, cls in TRAINERS.items() if cls.takes_endpoints)
+        raise UserError(f"--trainer {s.trainer} does not take --init-endpoints; pass --trainer {takes}")
     s = trainer_cls.adjust_settings(s)
     if s.epochs == 0 and trainer_cls.trains and not s.resume:
         raise UserError("--epochs 0 trains nothing; pass --epochs N >= 1 (or --resume CKPT to evaluate a checkpoint)")

@@ -45,6 +45,8 @@ EVAL_ONE_DIM = "eval-one-dimensional-subspaces"
 SIMPLEXES = "simplexes"
 SWA = "swa"
 EVAL_SWAG = "eval-swag"
+CONNECT = "mode-connectivity"
+EVAL_CONNECT = "eval-mode-connectivity"
 
 # Figure 4's grid: alpha0 in 0, 0.05, ..., 1 (the original's list, without its repeated 0.5).
 ALPHAS = tuple(round(i * 0.05, 2) for i in range(21))
@@ -149,11 +151,13 @@ class Config:
 @dataclass(frozen=True)
 class Run:
     """One call of ``main.main``; ``needs`` are training runs whose final checkpoints it loads
-    (``--resume``, in order), made by the config script ``trained_by`` (a path under the repo)."""
+    (``--resume``, in order; or ``--init-endpoints`` when ``needs_as`` says so, for a curve that
+    connects trained networks), made by the config script ``trained_by`` (a path under the repo)."""
 
     settings: Settings
     needs: tuple = ()
     trained_by: str = ""
+    needs_as: str = "resume"
 
 
 # --- the command line ---------------------------------------------------------------------------
@@ -268,8 +272,9 @@ def _normalise(s: Settings) -> Settings:
     """The settings as main.py records them (``--n`` inferred, SWA's trainer and model count)."""
     from main import check_settings
 
-    # --pretrained needs --resume, which an evaluation gets only once its checkpoints are found.
-    return replace(check_settings(replace(s, pretrained=False)), pretrained=s.pretrained)
+    # --pretrained needs --resume and --fix-endpoints needs --init-endpoints, which a run gets only
+    # once the checkpoints it needs are found.
+    return replace(check_settings(replace(s, pretrained=False, fix_endpoints=False)), pretrained=s.pretrained, fix_endpoints=s.fix_endpoints)
 
 
 def same_run(saved: dict, s: Settings, ignore: frozenset = NOT_IDENTITY) -> bool:
@@ -343,8 +348,8 @@ def plan(run: Run, cfg: Config) -> Plan:
         missing = [t.name for t, p in zip(run.needs, paths) if p is None]
         if missing:
             return Plan("new", s, "needs training first", missing=missing)
-        s = replace(s, resume=tuple(str(p) for p in paths))
-    tries = attempts(s, NOT_IDENTITY - {"resume"} if run.needs else NOT_IDENTITY)
+        s = replace(s, **{run.needs_as: tuple(str(p) for p in paths)})
+    tries = attempts(s, NOT_IDENTITY - {"resume"} if run.needs and run.needs_as == "resume" else NOT_IDENTITY)
     if cfg.force:
         return Plan("new", s, "rerun (--force)" if tries else "new")
     rows = read_results(Path(s.log_dir) / "results.csv")
@@ -354,7 +359,7 @@ def plan(run: Run, cfg: Config) -> Plan:
     # two when a run stopped between saving its last checkpoint and writing its row and was resumed.
     if with_row and (not s.save or any(e == s.epochs for e, *_ in ckpts)):
         return Plan("skip", s, f"done ({with_row[-1].name})")
-    if ckpts and not run.needs and s.save:
+    if ckpts and (not run.needs or run.needs_as != "resume") and s.save:
         e, _, _, p = max(ckpts)
         return Plan("resume", replace(s, resume=(str(p),), pretrained=False), f"resume from epoch {e}")
     return Plan("new", s, "new")
@@ -409,7 +414,7 @@ def _execute(runs: Sequence[Run], cfg: Config) -> list:
     summaries = []
     width = len(str(len(runs)))
     for k, (r, p) in enumerate(zip(runs, plans), 1):
-        head = f"[{k:>{width}}/{len(runs)}] {'eval ' if r.needs else 'train'} {_label(p.settings, cfg)}"
+        head = f"[{k:>{width}}/{len(runs)}] {'train' if r.settings.save else 'eval '} {_label(p.settings, cfg)}"
         if cfg.dry_run:
             what = f"waits for `python {r.trained_by}`" if p.missing else p.detail
             print(f"{head}: {what}", flush=True)

@@ -1,8 +1,15 @@
-"""Subspace layers (lines, curves, simplexes) and the helpers that set and draw their points."""
+"""Subspace layers (lines, curves, simplexes, Bezier curves, polygonal chains) and the helpers
+that set and draw their points, make any model a subspace, and export a plain network.
+
+``modes.subspace`` is the function :func:`modes.convert.subspace` (turn a model into a subspace in
+place); the model-level helpers live in the module ``modes/subspace.py`` and are exported here.
+"""
 from .coefficients import (
+    BezierCoefficients,
     Coefficients,
     CurveCoefficients,
     LineCoefficients,
+    PolyChainCoefficients,
     SimplexCoefficients,
     combine,
 )
@@ -24,6 +31,7 @@ from .modules import (
     get_layer_type,
     layer_type_names,
     linear_type_for,
+    subspace_type,
 )
 from .subspace import (
     conv_layers,
@@ -37,5 +45,7 @@ from .subspace import (
     subspace_coefficients,
     subspace_layers,
 )
+from .convert import coefficients_for, fix_endpoints, load_endpoints, plain_keys, plain_state_dict  # noqa: E402
+from .convert import subspace  # noqa: E402  (after the module modes.subspace: the name is the function)
 
 __all__ = [n for n in dir() if not n.startswith("_")]

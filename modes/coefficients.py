@@ -2,7 +2,12 @@
 
 A point of the subspace is ``w = sum_i c_i * w_i`` (paper, Section 3). Lines, curves and simplexes
 differ only in the coefficient function ``c(point)`` and in how Algorithm 1 draws a point; each is
-a small object here, shared by every layer type (conv, BatchNorm, linear).
+a small object here, shared by every layer type (conv, BatchNorm, linear). Mode connectivity's
+curves (Garipov et al. 2018) are two more: Bezier curves of any degree and polygonal chains.
+
+Tensor order, for every one-dimensional kind: the endpoints first (``weight`` at alpha = 0,
+``weight1`` at alpha = 1, the original's curve layout), then the inner tensors ``weight2, ...``
+(control points or bends) in order along the curve.
 """
 from __future__ import annotations
 
@@ -42,6 +47,21 @@ class Coefficients(ABC):
         """The point whose coefficients select tensor ``i`` alone."""
         raise NotImplementedError(f"{self.kind} has no vertex {i}")
 
+    @property
+    def num_endpoints(self) -> int:
+        """How many tensors are endpoints (what ``--init-endpoints`` loads): 2 for the
+        one-dimensional kinds, all n vertices for a simplex. The others are inner tensors."""
+        return 2
+
+    def inner_position(self, i: int) -> float:
+        """Where inner tensor ``i`` (``i >= num_endpoints``) starts on the straight line between
+        the two endpoints, as a fraction from endpoint 0 (Garipov et al. 2018's initialisation)."""
+        raise ValueError(f"{self.kind} has no inner tensor {i}")
+
+    def layer_name(self, family: str) -> str:
+        """The name of this kind's layer type of ``family`` (``LinesConv``, ``SimplexBN3``, ...)."""
+        raise NotImplementedError
+
     def __eq__(self, other: object) -> bool:
         return type(self) is type(other) and self.num_tensors == other.num_tensors  # type: ignore[attr-defined]
 
@@ -71,8 +91,18 @@ class LineCoefficients(Coefficients):
 
     def vertex(self, i: int) -> Point:
         if i not in (0, 1):
-            raise ValueError(f"a line has endpoints 0 and 1, not {i}")
+            raise ValueError(f"a {self.kind} has endpoints 0 and 1, not {i}")
         return (float(i),)
+
+    def inner_position(self, i: int) -> float:
+        # Inner tensors 2..k sit at 1/k, ..., (k-1)/k of the way (k + 1 tensors in all): Garipov's
+        # init_linear for Bezier control points and polychain bends alike.
+        if not 2 <= i < self.num_tensors:
+            raise ValueError(f"a {self.kind} of {self.num_tensors} tensors has inner tensors 2..{self.num_tensors - 1}, not {i}")
+        return (i - 1) / (self.num_tensors - 1)
+
+    def layer_name(self, family: str) -> str:
+        return f"Lines{family}"
 
 
 class CurveCoefficients(LineCoefficients):
@@ -87,6 +117,65 @@ class CurveCoefficients(LineCoefficients):
     def __call__(self, point: Sequence[float]) -> tuple:
         (alpha,) = point
         return ((1.0 - alpha) ** 2, alpha**2, 2.0 * alpha * (1.0 - alpha))
+
+    def layer_name(self, family: str) -> str:
+        return f"Curves{family}"
+
+
+class BezierCoefficients(LineCoefficients):
+    """A Bezier curve of degree ``k`` (Garipov et al. 2018, Eq. 4 for k = 2): ``k + 1`` tensors,
+    the endpoints ``weight`` (alpha = 0) and ``weight1`` (alpha = 1), then the control points
+    ``weight2..weight{k}``; the coefficients are the Bernstein polynomials
+    ``B_{j,k}(alpha) = C(k, j) alpha^j (1 - alpha)^(k - j)``, control point j (1 <= j < k) in
+    ``weight{j + 1}``. Degree 2 is the original's curve (CurvesConv), degree 1 a line.
+    """
+
+    kind = "bezier"
+
+    def __init__(self, degree: int):
+        if degree < 1:
+            raise ValueError(f"a Bezier curve has degree at least 1, got {degree}")
+        self.degree = degree
+        self.num_tensors = degree + 1
+
+    def __call__(self, point: Sequence[float]) -> tuple:
+        (alpha,) = point
+        k = self.degree
+        b = [math.comb(k, j) * alpha**j * (1.0 - alpha) ** (k - j) for j in range(k + 1)]
+        return (b[0], b[k], *b[1:k])
+
+    def layer_name(self, family: str) -> str:
+        return f"Bezier{family}{self.degree}"
+
+
+class PolyChainCoefficients(LineCoefficients):
+    """A polygonal chain with ``bends`` bends (Garipov et al. 2018): piecewise linear through
+    ``weight`` (alpha = 0), the bends ``weight2..weight{bends + 1}`` (bend j at alpha = j / (bends + 1))
+    and ``weight1`` (alpha = 1)."""
+
+    kind = "polychain"
+
+    def __init__(self, bends: int):
+        if bends < 1:
+            raise ValueError(f"a polygonal chain needs at least 1 bend, got {bends}")
+        self.bends = bends
+        self.num_tensors = bends + 2
+
+    def __call__(self, point: Sequence[float]) -> tuple:
+        (alpha,) = point
+        segments = self.bends + 1
+        s = alpha * segments
+        seg = min(max(int(math.floor(s)), 0), segments - 1)  # alpha = 1 ends the last segment
+        u = s - seg
+        # Nodes along the chain: weight, weight2, ..., weight{bends+1}, weight1.
+        order = (0, *range(2, self.num_tensors), 1)
+        c = [0.0] * self.num_tensors
+        c[order[seg]] += 1.0 - u
+        c[order[seg + 1]] += u
+        return tuple(c)
+
+    def layer_name(self, family: str) -> str:
+        return f"PolyChain{family}{self.bends}"
 
 
 class SimplexCoefficients(Coefficients):
@@ -118,6 +207,24 @@ class SimplexCoefficients(Coefficients):
         if not 0 <= i < self.num_tensors:
             raise ValueError(f"a simplex of {self.num_tensors} has vertices 0..{self.num_tensors - 1}, not {i}")
         return tuple(1.0 if k == i else 0.0 for k in range(1, self.num_tensors))
+
+    @property
+    def num_endpoints(self) -> int:
+        return self.num_tensors
+
+    def layer_name(self, family: str) -> str:
+        return f"Simplex{family}{self.num_tensors}"
+
+    def from_barycentric(self, coords: Sequence[float]) -> Point:
+        """The point ``(t1, ..., t{n-1})`` of barycentric coordinates ``(c_0, ..., c_{n-1})``.
+
+        Coordinates may be negative (a point of the simplex's affine hull, e.g. a plane plot's
+        grid): the coefficient function is affine, so ``c(point)`` gives them back as long as they
+        sum to 1.
+        """
+        if len(coords) != self.num_tensors:
+            raise ValueError(f"a simplex of {self.num_tensors} takes {self.num_tensors} barycentric coordinates, got {len(coords)}")
+        return tuple(float(c) for c in coords[1:])
 
 
 def combine(tensors: Sequence[torch.Tensor], coeffs: "Sequence[float] | torch.Tensor") -> torch.Tensor:

@@ -9,7 +9,10 @@ forward pass uses ``get_weight()``, the point ``w = sum_i c_i(point) * w_i`` giv
 shared by all endpoints.
 
 Layer types are looked up by name (:func:`get_layer_type`): ``StandardConv``, ``LinesConv``,
-``CurvesConv``, ``SimplexConv<n>`` for any n >= 2, and the same for ``BN`` and ``Linear``.
+``CurvesConv``, ``SimplexConv<n>`` for any n >= 2, ``BezierConv<k>`` (a Bezier curve of degree k)
+and ``PolyChainConv<k>`` (a polygonal chain with k bends) for k >= 1 (Garipov et al. 2018), and
+the same for ``BN`` and ``Linear``. :func:`subspace_type` makes the subspace version of any other
+layer class with the same mechanism (Conv1d/3d, LayerNorm, Embedding, MultiheadAttention, ...).
 """
 from __future__ import annotations
 
@@ -26,9 +29,11 @@ from utils.errors import unknown_name
 from utils.registry import Registry
 
 from .coefficients import (
+    BezierCoefficients,
     Coefficients,
     CurveCoefficients,
     LineCoefficients,
+    PolyChainCoefficients,
     SimplexCoefficients,
     combine,
 )
@@ -184,12 +189,9 @@ def _default_init(layer: nn.Module, name: str, p: torch.Tensor) -> None:
         nn.init.uniform_(p, -bound, bound)
 
 
-class SubspaceConv(SubspaceLayer, nn.Conv2d):
-    """A ``Conv2d`` whose forward pass uses the weight at the current point (``get_weight()``)."""
-
-    def __init__(self, *args, **kwargs):
-        nn.Conv2d.__init__(self, *args, **kwargs)
-        self._add_endpoints(("weight", "bias"), functools.partial(_default_init, self))
+class SubspaceConvNd(SubspaceLayer):
+    """Mixin of the subspace convolutions (any dimension): the plain conv's computation
+    (``_conv_forward``) with the weight and bias at the current point."""
 
     def get_weight(self) -> torch.Tensor:
         """The conv weight at the current point."""
@@ -199,12 +201,16 @@ class SubspaceConv(SubspaceLayer, nn.Conv2d):
         return self._conv_forward(x, self.get_weight(), self.combined("bias"))
 
 
-class SubspaceLinear(SubspaceLayer, nn.Linear):
-    """A ``Linear`` twin of :class:`SubspaceConv`, for models with linear heads."""
+class SubspaceConv(SubspaceConvNd, nn.Conv2d):
+    """A ``Conv2d`` whose forward pass uses the weight at the current point (``get_weight()``)."""
 
     def __init__(self, *args, **kwargs):
-        nn.Linear.__init__(self, *args, **kwargs)
+        nn.Conv2d.__init__(self, *args, **kwargs)
         self._add_endpoints(("weight", "bias"), functools.partial(_default_init, self))
+
+
+class SubspaceLinearForward(SubspaceLayer):
+    """Mixin of the subspace linear layers: ``F.linear`` with the weight and bias at the point."""
 
     def get_weight(self) -> torch.Tensor:
         """The linear weight at the current point."""
@@ -212,6 +218,14 @@ class SubspaceLinear(SubspaceLayer, nn.Linear):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.get_weight(), self.combined("bias"))
+
+
+class SubspaceLinear(SubspaceLinearForward, nn.Linear):
+    """A ``Linear`` twin of :class:`SubspaceConv`, for models with linear heads."""
+
+    def __init__(self, *args, **kwargs):
+        nn.Linear.__init__(self, *args, **kwargs)
+        self._add_endpoints(("weight", "bias"), functools.partial(_default_init, self))
 
 
 def _bn_init(name: str, p: torch.Tensor) -> None:
@@ -317,29 +331,107 @@ class SimplexLinear(SubspaceLinear):
     """Base of ``SimplexLinear<n>``; use :func:`get_layer_type` (``SimplexLinear3`` etc.)."""
 
 
+# Parametrised families, one cached class per (kind, family, k): SimplexConv<n> (n vertices),
+# BezierConv<k> (degree k: k + 1 tensors) and PolyChainConv<k> (k bends: k + 2 tensors), and
+# their BN and Linear twins.
+_PARAM_KINDS = {
+    "Simplex": (SimplexCoefficients, 2, "n >= 2"),
+    "Bezier": (BezierCoefficients, 1, "degree k >= 1"),
+    "PolyChain": (PolyChainCoefficients, 1, "k >= 1 bends"),
+}
+_FAMILY_BASES = {"Conv": SubspaceConv, "BN": SubspaceBN, "Linear": SubspaceLinear}
 _SIMPLEX_BASES = {"Conv": SimplexConv, "BN": SimplexBN, "Linear": SimplexLinear}
-_SIMPLEX_RE = re.compile(r"^Simplex(Conv|BN|Linear)(\d+)$")
+_PARAM_RE = re.compile(r"^(Simplex|Bezier|PolyChain)(Conv|BN|Linear)(\d+)$")
 
 
 @functools.lru_cache(maxsize=None)
-def _simplex_type(family: str, n: int) -> type:
-    base = _SIMPLEX_BASES[family]
-    return type(f"Simplex{family}{n}", (base,), {"coefficients": SimplexCoefficients(n), "__module__": __name__})
+def _param_type(kind: str, family: str, k: int) -> type:
+    coefficients = _PARAM_KINDS[kind][0](k)
+    base = (_SIMPLEX_BASES if kind == "Simplex" else _FAMILY_BASES)[family]
+    return type(coefficients.layer_name(family), (base,), {"coefficients": coefficients, "__module__": __name__})
 
 
-for _family in _SIMPLEX_BASES:
-    LAYER_TYPES[_family].register_pattern(
-        rf"Simplex{_family}(\d+)",
-        lambda m, f=_family: _simplex_type(f, int(m.group(1))) if int(m.group(1)) >= 2 else None,
-        f"Simplex{_family}<n> (n >= 2)",
-    )
+def _param_factory(kind: str, family: str) -> Callable:
+    minimum = _PARAM_KINDS[kind][1]
+    return lambda m: _param_type(kind, family, int(m.group(1))) if int(m.group(1)) >= minimum else None
+
+
+for _kind, (_, _, _rule) in _PARAM_KINDS.items():
+    for _family in _FAMILY_BASES:
+        LAYER_TYPES[_family].register_pattern(rf"{_kind}{_family}(\d+)", _param_factory(_kind, _family), f"{_kind}{_family}<{'n' if _kind == 'Simplex' else 'k'}> ({_rule})")
+
+
+# --- subspace versions of any layer class (modes.subspace) ------------------------------------
+# The plain classes the named types are made of: a Conv2d becomes LinesConv, and so on.
+_NAMED_FAMILIES = {nn.Conv2d: "Conv", nn.BatchNorm2d: "BN", nn.Linear: "Linear"}
+# Layers whose forward reads a child's parameters without calling the child (MultiheadAttention
+# passes out_proj.weight/bias to its functional attention): their children's points are exposed too.
+_READS_CHILDREN = {nn.MultiheadAttention: ("out_proj",)}
+_GENERATED: dict = {}  # name -> class made by subspace_type (for pickle within the process)
+
+
+class SubspaceExposed(SubspaceLayer):
+    """Mixin for layers without a functional hook: the plain layer's own ``forward`` runs with the
+    tensors at the current point in place of its parameters (and of those of the children it
+    reads directly, ``_reads_children``), restored afterwards. The swapped-in tensors are
+    functions of the endpoints, so autograd reaches every endpoint."""
+
+    _reads_children: tuple = ()
+
+    def forward(self, *args, **kwargs):
+        layers = [self] + [c for c in (getattr(self, n) for n in self._reads_children) if isinstance(c, SubspaceLayer)]
+        # Every combined tensor is computed before any is swapped in (endpoint 0 keeps the plain name).
+        swaps = [(m, n, m.combined(n)) for m in layers for n in m._endpoint_params]
+        saved = [(m, n, m._parameters[n]) for m, n, _ in swaps]
+        try:
+            for m, n, t in swaps:
+                m._parameters[n] = t
+            return super().forward(*args, **kwargs)
+        finally:
+            for m, n, p in saved:
+                m._parameters[n] = p
+
+
+def _forward_mixin(base: type) -> type:
+    """How a subspace version of ``base`` computes: the conv or linear functional path when
+    ``base`` keeps the plain forward, else the plain forward with its parameters swapped."""
+    if issubclass(base, nn.modules.conv._ConvNd) and base.forward in (nn.Conv1d.forward, nn.Conv2d.forward, nn.Conv3d.forward):
+        return SubspaceConvNd
+    if issubclass(base, nn.Linear) and base.forward is nn.Linear.forward:
+        return SubspaceLinearForward
+    return SubspaceExposed
+
+
+@functools.lru_cache(maxsize=None)
+def subspace_type(base: type, coefficients: Coefficients) -> type:
+    """The subspace version of the layer class ``base`` for ``coefficients``.
+
+    ``nn.Conv2d``, ``nn.BatchNorm2d`` and ``nn.Linear`` give the named types (``LinesConv``,
+    ``SimplexBN3``, ...); any other class a type made once, named like them (``LinesConv1d``,
+    ``SimplexLayerNorm3``, ``BezierEmbedding3``), with the same mechanism: the mixin
+    :class:`SubspaceLayer` holding ``weight, weight1, ...`` and the point, and the forward pass of
+    :func:`_forward_mixin`. Instances are made by :func:`modes.subspace` (in place).
+    """
+    family = _NAMED_FAMILIES.get(base)
+    if family is not None:
+        return get_layer_type(coefficients.layer_name(family), family)
+    if issubclass(base, SubspaceLayer):
+        raise ValueError(f"{base.__name__} is already a subspace layer")
+    name = coefficients.layer_name(base.__name__)
+    reads = next((v for k, v in _READS_CHILDREN.items() if issubclass(base, k)), ())
+    cls = type(name, (_forward_mixin(base), base), {"coefficients": coefficients, "_reads_children": reads, "__module__": __name__})
+    _GENERATED.setdefault(name, cls)
+    return cls
 
 
 def __getattr__(name: str) -> type:
-    # Lets pickle (torch.save of a whole model, spawned workers) find the generated SimplexConv<n>.
-    m = _SIMPLEX_RE.match(name)
-    if m and int(m.group(2)) >= 2:
-        return _simplex_type(m.group(1), int(m.group(2)))
+    # Lets pickle (torch.save of a whole model, spawned workers) find the generated SimplexConv<n>,
+    # BezierConv<k>, PolyChainConv<k>; and, within one process, the types of subspace_type.
+    m = _PARAM_RE.match(name)
+    if m and int(m.group(3)) >= _PARAM_KINDS[m.group(1)][1]:
+        return _param_type(m.group(1), m.group(2), int(m.group(3)))
+    if name in _GENERATED:
+        return _GENERATED[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -368,8 +460,7 @@ def coefficients_of(layer_type: type) -> Coefficients | None:
 
 
 def linear_type_for(conv_type: str) -> str:
-    """The linear layer type that matches a conv type (``LinesConv`` -> ``LinesLinear``)."""
-    m = _SIMPLEX_RE.match(conv_type)
-    if m:
-        return f"SimplexLinear{m.group(2)}"
-    return conv_type[: -len("Conv")] + "Linear" if conv_type.endswith("Conv") else conv_type
+    """The linear layer type that matches a conv type (``LinesConv`` -> ``LinesLinear``,
+    ``BezierConv3`` -> ``BezierLinear3``)."""
+    m = re.fullmatch(r"(\w+?)Conv(\d*)", conv_type)
+    return f"{m.group(1)}Linear{m.group(2)}" if m else conv_type

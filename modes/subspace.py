@@ -7,9 +7,10 @@ from typing import Iterable, Sequence
 
 import torch
 import torch.nn as nn
+from torch.nn.modules.conv import _ConvNd
 
 from .coefficients import Coefficients
-from .modules import SubspaceConv, SubspaceLayer
+from .modules import SubspaceLayer
 
 
 def subspace_layers(model: nn.Module) -> list:
@@ -104,8 +105,9 @@ def cosine_regulariser(convs: Sequence, i: int, j: int) -> torch.Tensor:
 
 
 def conv_layers(model: nn.Module) -> list:
-    """The subspace conv layers (those Eq. 3 and the endpoint statistics run over)."""
-    return [m for m in model.modules() if isinstance(m, SubspaceConv)]
+    """The subspace conv layers (those Eq. 3 and the endpoint statistics run over): the subspace
+    layers that are convolutions of any dimension (a model made by :func:`modes.subspace` too)."""
+    return [m for m in model.modules() if isinstance(m, SubspaceLayer) and isinstance(m, _ConvNd)]
 
 
 @torch.no_grad()

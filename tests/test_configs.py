@@ -238,13 +238,19 @@ def digits_pipeline(tmp_path_factory):
 
 def test_reproduce_makes_the_figures(digits_pipeline, capsys):
     root, _ = digits_pipeline
-    for stem in ("one_dimensional_subspaces", "simplexes", "calibration"):
+    for stem in ("one_dimensional_subspaces", "simplexes", "calibration", "plane"):
         for ext in ("png", "pdf", "csv"):
             assert (root / "figures" / f"{stem}.{ext}").stat().st_size > 0
     # Ensembles at two noise levels and four weight averages; three subspaces of two seeds and the
-    # line between the members on a grid of three; SWA at two noise levels and SWAG.
+    # line between the members on a grid of three; SWA at two noise levels and SWAG; the curve
+    # connecting two members and the points along it and the straight line between them.
     assert rows(root) == {"eval-ensemble": 2 + 4, "eval-one-dimensional-subspaces": 3 * 2 * 3 + 3, "one-dimensional-subspaces": 8,
-                          "simplexes": 4, "swa": 4 + 2, "eval-swag": 2, "train-ensemble-members": 4}
+                          "simplexes": 4, "swa": 4 + 2, "eval-swag": 2, "train-ensemble-members": 4,
+                          "mode-connectivity": 1, "eval-mode-connectivity": 2 * 3}
+    # the connecting curve's ends are the first two members, unchanged (--fix-endpoints)
+    curve = load_checkpoint(next((root / "mode-connectivity").glob("*/epoch_1_*.pt")))
+    member = load_checkpoint(next((root / "train-ensemble-members").glob("id=base+ln=0.0+seed=1+try=0/epoch_1_*.pt")))
+    assert curve["settings"]["fix_endpoints"] and torch.equal(curve["state_dicts"][0]["fc.weight1"], member["state_dicts"][0]["fc.weight"])
 
 
 def test_rerunning_a_finished_pipeline_adds_nothing(digits_pipeline, capsys):
@@ -258,7 +264,8 @@ def test_rerunning_a_finished_pipeline_adds_nothing(digits_pipeline, capsys):
     assert time.time() - start < 15
     assert rows(root) == before and sorted(p.name for p in root.glob("*/*+try=*")) == folders
     out = capsys.readouterr().out
-    assert ": new" not in out and out.count("skipped") == 37  # every run: 24 trainings, 13 evaluations
+    assert ": new" not in out and out.count("skipped") == 39  # every run: 25 trainings, 14 evaluations
+    assert "Plane through" not in out  # the plane is drawn again only for a newer curve
     assert str(root / "figures" / "one_dimensional_subspaces.png") in out
 
 

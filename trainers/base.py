@@ -133,6 +133,7 @@ class Trainer:
     # Settings only some trainers read (e.g. "t", "swag_samples"): every trainer that does not
     # name one here refuses it when it is set, so no flag is accepted and ignored.
     own_settings: tuple = ()
+    takes_endpoints = False  # True: honours --init-endpoints (trained networks as a subspace's endpoints)
 
     def __init__(self, settings):
         self.settings = settings
@@ -331,5 +332,7 @@ def _fix_hint(kind: str) -> str:
         "standard": "use --trainer default (or ensemble/swa) for StandardConv models",
         "line": "use --trainer train_one_dim_subspaces or eval_one_dim_subspaces for lines",
         "curve": "use --trainer train_one_dim_subspaces or eval_one_dim_subspaces for curves",
+        "bezier": "use --trainer train_one_dim_subspaces or eval_one_dim_subspaces for BezierConv<k> curves",
+        "polychain": "use --trainer train_one_dim_subspaces or eval_one_dim_subspaces for PolyChainConv<k> chains",
         "simplex": "use --trainer train_simplexes or eval_simplexes for SimplexConv<n> models",
     }[kind]

@@ -22,6 +22,7 @@ from utils.metrics import disagreement, feature_cossim, tv_distance
 
 from .base import TRAINERS, ResultRow, RunContext, TestResult, Trainer
 from .evaluate import Evaluator, members_metrics, point_key, point_metrics
+from .subspace import check_endpoint_settings, prepare_endpoints
 
 
 def pair_metrics(p1, p0, mode: str = "logits") -> tuple:
@@ -32,7 +33,7 @@ def pair_metrics(p1, p0, mode: str = "logits") -> tuple:
         # The original's columns.
         "tvdist": tv_distance(p0.probs, p1.probs),
         "ensemble_acc": None,  # placeholder keeps the original's column order
-        "feat_cossim": feature_cossim(p1.features, p0.features),
+        "feat_cossim": feature_cossim(p1.features, p0.features) if p1.features is not None else float("nan"),
         "m0_acc": None,
         # Calibration of each point and of the ensemble.
         **m1,
@@ -54,13 +55,22 @@ class EvalOneDimSubspaces(Trainer):
     ``--alpha0/--alpha1`` or at every pair (a, 1 - a) of ``--alphas``."""
 
     name = "eval_one_dim_subspaces"
-    kinds = ("line", "curve")
+    kinds = ("line", "curve", "bezier", "polychain")
     trains = False
+    takes_endpoints = True  # --init-endpoints A,B with LinesConv: the straight line between two networks
+
+    @classmethod
+    def adjust_settings(cls, s):
+        return check_endpoint_settings(s, trains=False)
 
     def check(self, models: list) -> None:
         super().check(models)
-        if not self.settings.resume:
-            raise UserError(f"{self.name} evaluates a trained line or curve; pass --resume CKPT --pretrained")
+        if not self.settings.resume and not self.settings.init_endpoints:
+            raise UserError(f"{self.name} evaluates a trained line or curve; pass --resume CKPT --pretrained "
+                            f"(or --init-endpoints A.pt,B.pt for the line between two trained networks)")
+
+    def prepare_models(self, models: list) -> None:
+        prepare_endpoints(self.settings, models)
 
     def pairs(self) -> list:
         """The (alpha0, alpha1) pairs to evaluate, in the order of the results rows."""

@@ -60,10 +60,11 @@ class EvalSimplexes(Trainer):
         metrics["avg_model_acc"] = statistics.fmean(accs)
         metrics["avg_model_std"] = statistics.pstdev(accs)
         metrics.update(members_metrics(vertices, s.ensemble_mode))
-        pw = pairwise_stats([v.logits for v in vertices], centre.targets, [v.features for v in vertices])
+        feats = [v.features for v in vertices] if ev.with_features else None
+        pw = pairwise_stats([v.logits for v in vertices], centre.targets, feats)
         metrics.update({
             "tvdist": pw["tvdist"],
-            "feat_cossim": pw["feat_cossim_sq"],
+            "feat_cossim": pw.get("feat_cossim_sq", float("nan")),
             "percent_disagree": pw["percent_disagree"],
             "percent_disagree_correct": pw["percent_disagree_correct"],
         })

@@ -48,6 +48,8 @@ class Evaluator:
     ``bn_update(loader, model, device)`` recomputes the BatchNorm statistics (passed in so tests
     can count calls). A point evaluated without a recompute uses the statistics the model had
     when the evaluator was made (the checkpoint's), whatever points were recomputed before.
+    Penultimate features are collected when the model has ``forward_with_features`` (the
+    project's models do; a model made a subspace by :func:`modes.subspace` may not).
     """
 
     def __init__(self, settings, ctx: RunContext, model: nn.Module, bn_update: BNUpdate, batches: Optional[EvalBatches] = None):
@@ -55,26 +57,42 @@ class Evaluator:
         self.net = unwrap(model)
         self.batches = batches or EvalBatches(ctx.data)
         self.bn_update = bn_update
+        self.with_features = hasattr(self.net, "forward_with_features")
         self._saved_buffers = {k: v.detach().clone() for k, v in self.net.named_buffers()}
         self._cache: dict = {}
+        self._current: Optional[tuple] = None  # the (point, recompute) the model is set up for
 
-    def outputs(self, point: Optional[Sequence[float]], recompute_bn: bool) -> Predictions:
-        """Test-set logits and features at ``point`` (None: the model as it is, e.g. a standard net)."""
-        key = (point_key(point), bool(recompute_bn))
-        if key not in self._cache:
+    def outputs(self, point: Optional[Sequence[float]], recompute_bn: bool, split: str = "test") -> Predictions:
+        """Logits and features at ``point`` (None: the model as it is, e.g. a standard net) over
+        the test set, or with ``split="train"`` over the BatchNorm batches (the training set,
+        augmented as in training): what a training loss at the point is computed from."""
+        state = (point_key(point), bool(recompute_bn))
+        if (state, split) not in self._cache:
             s = self.settings
-            if point is not None:
-                set_point(self.net, key[0])
-            if recompute_bn:
-                self.bn_update(self.batches.bn, self.model, self.ctx.device)
-            else:
-                self._restore_buffers()
-            self._cache[key] = predict(self.model, self.batches.test, self.ctx.device, with_features=True, amp=s.amp, channels_last=s.channels_last)
-        return self._cache[key]
+            self._prepare(state)
+            loader = self.batches.test if split == "test" else self.batches.bn
+            self._cache[(state, split)] = predict(self.model, loader, self.ctx.device, with_features=self.with_features and split == "test",
+                                                  amp=s.amp, channels_last=s.channels_last)
+        return self._cache[(state, split)]
+
+    def _prepare(self, state: tuple) -> None:
+        """Set the point and its BatchNorm statistics, unless the model is already set up so."""
+        if state == self._current:
+            return
+        point, recompute_bn = state
+        if point is not None:
+            set_point(self.net, point)
+        if recompute_bn:
+            self.bn_update(self.batches.bn, self.model, self.ctx.device)
+        else:
+            self._restore_buffers()
+        self._current = state
 
     def release(self, point: Optional[Sequence[float]], recompute_bn: bool) -> None:
         """Forget the outputs at ``point`` (no pair needs them any more)."""
-        self._cache.pop((point_key(point), bool(recompute_bn)), None)
+        state = (point_key(point), bool(recompute_bn))
+        for split in ("test", "train"):
+            self._cache.pop((state, split), None)
 
     @torch.no_grad()
     def _restore_buffers(self) -> None:

@@ -1,4 +1,6 @@
-"""``--trainer train_one_dim_subspaces``: lines (LinesConv/LinesBN) and curves (CurvesConv/CurvesBN)."""
+"""``--trainer train_one_dim_subspaces``: lines (LinesConv/LinesBN), curves (CurvesConv/CurvesBN),
+Bezier curves (BezierConv<k>) and polygonal chains (PolyChainConv<k>): alpha ~ U(0, 1) per batch.
+With ``--init-endpoints`` (and ``--fix-endpoints``) it connects trained networks (Garipov et al. 2018)."""
 from __future__ import annotations
 
 from .base import TRAINERS, RunContext, TestResult
@@ -11,7 +13,7 @@ class OneDimSubspaceTrainer(SubspaceTrainer):
     recomputed there first when ``--train-update-bn``."""
 
     name = "train_one_dim_subspaces"
-    kinds = ("line", "curve")
+    kinds = ("line", "curve", "bezier", "polychain")
 
     def test(self, ctx: RunContext, epoch: int) -> TestResult:
         acc, metrics, cossim, l2 = self.evaluate_centre(ctx, epoch, self.settings.train_update_bn)

@@ -40,11 +40,12 @@ def save_checkpoint(path: "str | Path", payload: dict) -> None:
     atomic_write(path, lambda tmp: torch.save(payload, tmp))
 
 
-def load_checkpoint(path: "str | Path") -> dict:
-    """Load a checkpoint with ``weights_only=True``; corrupt or foreign files raise UserError."""
+def load_checkpoint(path: "str | Path", flag: str = "--resume") -> dict:
+    """Load a checkpoint with ``weights_only=True``; corrupt or foreign files raise UserError
+    (naming ``flag``, the option that passed the path)."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise UserError(f"checkpoint {path} not found; pass an existing file to --resume")
+        raise UserError(f"checkpoint {path} not found; pass an existing file to {flag}")
     try:
         with torch.serialization.safe_globals(_numpy_scalar_globals()):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
@@ -84,6 +85,17 @@ def check_same_architecture(state_dicts: list) -> None:
         raise UserError(f"checkpoints {path0} and {path} hold different architectures ({detail}); "
                         f"pass checkpoints of one --model, --model-name, --width-mult and --conv-type")
 
+def state_mismatch(own: dict, state_dict: dict) -> str:
+    """What keeps ``state_dict`` from loading into a model whose state is ``own`` (``{key: tensor or
+    shape}``): counts of missing, unexpected and wrongly shaped keys with an example each, or "".
+    ``num_batches_tracked`` buffers may be missing (older checkpoints); nothing else may."""
+    shape = lambda v: tuple(v.shape) if isinstance(v, torch.Tensor) else tuple(v)  # noqa: E731
+    missing = [k for k in own if k not in state_dict and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state_dict if k not in own]
+    wrong = [k for k in own if k in state_dict and shape(own[k]) != tuple(state_dict[k].shape)]
+    parts = [f"{len(keys)} {label} (e.g. {keys[0]})" for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)) if keys]
+    return ", ".join(parts)
+
 
 def load_model_state(model: nn.Module, state_dict: dict, source: str, hint: str = "") -> None:
     """Load ``state_dict`` into ``model`` strictly; a mismatch raises UserError naming the fix.
@@ -91,16 +103,9 @@ def load_model_state(model: nn.Module, state_dict: dict, source: str, hint: str 
     ``num_batches_tracked`` buffers may be missing (older checkpoints); nothing else may.
     """
     state_dict = strip_module_prefix(state_dict)
-    own = model.state_dict()
-    missing = [k for k in own if k not in state_dict and not k.endswith("num_batches_tracked")]
-    unexpected = [k for k in state_dict if k not in own]
-    wrong = [k for k in own if k in state_dict and tuple(own[k].shape) != tuple(state_dict[k].shape)]
-    if missing or unexpected or wrong:
-        parts = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-            if keys:
-                parts.append(f"{len(keys)} {label} (e.g. {keys[0]})")
-        raise UserError(f"checkpoint {source} does not fit the model: {', '.join(parts)}; {hint or 'pass the --model, --model-name, --conv-type and --bn-type it was trained with'}")
+    problem = state_mismatch(model.state_dict(), state_dict)
+    if problem:
+        raise UserError(f"checkpoint {source} does not fit the model: {problem}; {hint or 'pass the --model, --model-name, --conv-type and --bn-type it was trained with'}")
     model.load_state_dict(state_dict, strict=False)
 
 

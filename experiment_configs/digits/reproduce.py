@@ -3,8 +3,9 @@
 Runs the Digits configs of this folder in order -- ensemble members, lines, layerwise lines,
 curves, simplexes (n = 2..4, layerwise and not), SWA and SWAG; the ensembles of two and the
 weight averages of two members, the points along each line and curve and along the straight line
-between two members, and SWAG's Bayesian model average -- then draws the figures with
-analyze_results and prints the numbers and where the figures are.
+between two members, SWAG's Bayesian model average, and a curve connecting the first two members
+(mode connectivity) with the points along it -- then draws the figures with analyze_results (and
+the plane through the connecting curve's ends and bend) and prints the numbers and where they are.
 The members, lines, ensembles and SWA also run with 20% label noise for the calibration figure.
 Finished runs are skipped, so a second call only redraws the figures; an interrupted call
 continues where it stopped. Results: learning-subspaces-results/digits/ in the repository.
@@ -20,9 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from analyze_results.common import calibration, ensemble_label, figure4, figure5, load, select, values  # noqa: E402
+from analyze_results.common import calibration, ensemble_label, figure4, figure5, load, num, select, values  # noqa: E402
+from analyze_results.plane import draw, plane_plot, read_plane  # noqa: E402
 from experiment_configs.digits.common import SETUP  # noqa: E402
-from experiment_configs.sweep import ENSEMBLES, EVAL_SWAG, build_parser, execute, make_config  # noqa: E402
+from experiment_configs.digits.mode_connectivity import connect_members  # noqa: E402
+from experiment_configs.sweep import ENSEMBLES, EVAL_CONNECT, EVAL_SWAG, build_parser, execute, final_checkpoint, make_config  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 
 # (config under experiment_configs/digits, whether it runs at every label-noise level) in order.
@@ -42,6 +45,8 @@ STEPS = (
     ("swa/train_swa", True),
     ("swa/train_swag", False),
     ("swa/eval_swag", False),
+    ("mode_connectivity/connect_members", False),
+    ("mode_connectivity/eval_connected", False),
 )
 # The baselines reported beside the figures' numbers: (family folder, id, column, label).
 BASELINES = (
@@ -53,6 +58,7 @@ BASELINES = (
     (EVAL_SWAG, "swag-bma", "curr_acc1", "SWAG: Bayesian model average of 30 draws"),
 )
 SWAG_ECE = (EVAL_SWAG, "swag-bma", "ece", "SWAG (Bayesian model average)")
+PLANE_GRID = 11  # the plane plot's grid: 11 x 11 points (3 x 3 with --smoke)
 LABEL_NOISE = (0.0, 0.2)  # the calibration figure's levels; Figures 4 and 5 use the first
 
 
@@ -109,6 +115,35 @@ def report(fig4, fig5, cal, noise_levels, simplex_n, baselines=(), swag_ece=None
         print(f"  label noise {noise_levels[0]}: {SWAG_ECE[3]:<30} ECE {_fmt(swag_ece)}")
 
 
+def connectivity(cfg, out, label_noise: float, grid: int = PLANE_GRID):
+    """The plane through the connecting curve's ends and bend (evaluated again only when the
+    curve's checkpoint is newer than its values, or with --force; otherwise redrawn from them), and the accuracy along the curve and
+    along the straight line between the same two members: ``(figure paths, {id: [(alpha, acc)]})``."""
+    ck = final_checkpoint(connect_members.train_settings(cfg, label_noise))
+    values = out / "plane.csv"
+    paths = []
+    if ck is not None and (cfg.force or not values.exists() or values.stat().st_mtime < ck.stat().st_mtime):
+        print(f"\nPlane through the connecting curve's ends and bend ({grid} x {grid} points) ...", flush=True)
+        paths = plane_plot([str(ck)], out, name="plane", grid=grid).paths
+    elif values.exists():
+        paths = draw(read_plane(values), out, "plane")  # up to date: only drawn again
+    along = {}
+    for row in load(cfg.log_root / EVAL_CONNECT / "results.csv"):
+        if num(row, "label_noise") in (None, label_noise) and num(row, "alpha1") is not None:
+            along.setdefault(row["_tags"].get("id"), []).append((num(row, "alpha1"), num(row, "curr_acc1")))
+    return paths, {k: sorted(v) for k, v in along.items()}
+
+
+def report_connectivity(along: dict) -> None:
+    """Accuracy along the curve and along the straight line between the two members."""
+    print("Mode connectivity (members 0 and 1, BatchNorm recomputed at each point):")
+    for run_id, label in (("connect-curves", "curve between them"), ("line-between", "straight line between them")):
+        accs = [a for _, a in along.get(run_id, [])]
+        if accs:
+            mid = dict(along[run_id]).get(0.5)
+            print(f"  {label:<28} min {min(accs):.4f}  at alpha 0.5 {mid if mid is None else format(mid, '.4f')}  max {max(accs):.4f} ({len(accs)} points)")
+
+
 def main(argv=None) -> int:
     parser = build_parser(__doc__.strip())
     parser.add_argument("--verbose", action="store_true", help="show every run's own output (epochs, progress bars)")
@@ -127,6 +162,7 @@ def main(argv=None) -> int:
         fig4 = figure4(cfg.log_root, out, "digits", noise_levels[0])
         fig5 = figure5(cfg.log_root, out, "digits", noise_levels[0])
         cal = calibration(cfg.log_root, out, "digits")
+        plane_paths, along = connectivity(cfg, out, noise_levels[0], 3 if ns.smoke else PLANE_GRID)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -135,9 +171,10 @@ def main(argv=None) -> int:
         return 130
     swag_ece = baseline_values(cfg.log_root, noise_levels[0], (SWAG_ECE,))[0][1]
     report(fig4, fig5, cal, noise_levels, cfg.simplex_n, baseline_values(cfg.log_root, noise_levels[0]), swag_ece)
+    report_connectivity(along)
     print(f"\nFigures (PNG and PDF, with the plotted numbers as CSV) in {out}:")
-    for fig in (fig4, fig5, cal):
-        print(f"  {fig.paths[0]}")
+    for path in [fig.paths[0] for fig in (fig4, fig5, cal)] + plane_paths[:1]:
+        print(f"  {path}")
     print(f"Total time: {time.time() - start:.0f} s")
     return 0
 

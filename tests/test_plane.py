@@ -1,0 +1,132 @@
+"""Plane plots (analyze_results/plane.py): the grid's values are evaluations of plain networks at
+those points of the plane, the three marked points are the three networks, and the files exist."""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import main as main_mod
+from analyze_results import plane as plane_mod
+from analyze_results.plane import barycentric, plane_basis, plane_plot
+from args import Settings, replace
+from data import get_dataset
+from utils.bn import update_bn
+from utils.checkpoint import save_checkpoint
+from utils.errors import UserError
+from utils.evaluation import predict
+
+TINY = dict(model="DigitsConvNet", output_size=10, width_mult=0.25, batch_size=256, test_batch_size=512)
+
+
+def fresh(path: Path, seed: int, conv: str = "StandardConv", bn: str = "StandardBN") -> Path:
+    s = replace(Settings(), conv_type=conv, bn_type=bn, **TINY)
+    torch.manual_seed(seed)
+    net = main_mod.build_model(s, SimpleNamespace(in_channels=1))
+    with torch.no_grad():  # distinct BatchNorm affine parameters too
+        for name, p in net.named_parameters():
+            if "bns" in name:
+                p.add_(0.1 * torch.randn(p.shape))
+    save_checkpoint(path, {"epoch": 0, "state_dicts": [net.state_dict()], "settings": s.to_dict()})
+    return path
+
+
+def direct(state: dict, s: Settings) -> tuple:
+    """Train loss and test accuracy of a plain network with ``state``'s parameters, BatchNorm
+    recomputed over the evaluation's batches (the training set at epoch 0)."""
+    data = get_dataset(s)
+    data.set_epoch(0)
+    batches = list(data.bn_loader)
+    net = main_mod.build_model(s, data)
+    net.load_state_dict(state)
+    update_bn(batches, net)
+    train = predict(net, batches, torch.device("cpu"))
+    test = predict(net, data.val_loader, torch.device("cpu"))
+    return F.cross_entropy(train.logits, train.targets).item(), (test.logits.argmax(1) == test.targets).double().mean().item()
+
+
+def test_grid_values_are_the_networks_at_those_points(tmp_path):
+    paths = [fresh(tmp_path / f"n{i}.pt", i) for i in range(3)]
+    plane = plane_plot([str(p) for p in paths], tmp_path / "fig", grid=3, margin=0.25)
+    s = replace(Settings(), **TINY)
+    states = [torch.load(p, weights_only=True)["state_dicts"][0] for p in paths]
+    for i in range(3):  # the marked points are the three networks
+        loss, acc = direct(states[i], s)
+        assert plane.marked[i] == pytest.approx((loss, acc), rel=1e-5, abs=1e-7)
+    assert plane.labels == ("A", "B", "C")
+
+    # a corner of the grid (outside the triangle: negative coordinates), built by hand from the
+    # Gram-Schmidt basis of the three parameter vectors
+    names = [n for n, _ in main_mod.build_model(s, SimpleNamespace(in_channels=1)).named_parameters()]
+    w = [torch.cat([sd[n].double().flatten() for n in names]) for sd in states]
+    u = (w[1] - w[0]) / (w[1] - w[0]).norm()
+    v = (w[2] - w[0]) - (w[2] - w[0]).dot(u) * u
+    v = v / v.norm()
+    np.testing.assert_allclose(plane.points[2], [(w[2] - w[0]).dot(u).item(), (w[2] - w[0]).dot(v).item()], rtol=1e-9)
+    x, y = plane.xs[0], plane.ys[0]
+    assert x < 0 and y < 0 and min(barycentric(plane.points, (x, y))) < 0
+    flat = w[0] + x * u + y * v
+    state, offset = dict(states[0]), 0
+    for n in names:
+        size = states[0][n].numel()
+        state[n] = flat[offset:offset + size].reshape(states[0][n].shape).float()
+        offset += size
+    loss, acc = direct(state, s)
+    assert plane.train_loss[0, 0] == pytest.approx(loss, rel=1e-3)
+    assert abs(plane.test_acc[0, 0] - acc) <= 1 / 360 + 1e-9
+
+    files = {p.name: p for p in plane.paths}
+    assert set(files) == {"plane.png", "plane.pdf", "plane.csv"} and all(p.stat().st_size > 0 for p in files.values())
+    assert files["plane.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and files["plane.pdf"].read_bytes()[:4] == b"%PDF"
+    rows = files["plane.csv"].read_text().splitlines()
+    assert rows[0] == "x,y,point,train_loss,test_acc" and len(rows) == 1 + 3 + 9
+    again = plane_mod.read_plane(files["plane.csv"])  # to draw again without evaluating
+    np.testing.assert_allclose(again.train_loss, plane.train_loss, rtol=1e-9)
+    np.testing.assert_allclose(again.points, plane.points, rtol=1e-9, atol=1e-12)
+    assert again.labels == plane.labels and again.curve is None
+    np.testing.assert_allclose(np.array(again.marked), np.array(plane.marked), rtol=1e-9)
+
+
+def test_basis_and_barycentric_coordinates():
+    gen = torch.Generator().manual_seed(0)
+    w = [torch.randn(50, generator=gen, dtype=torch.float64) for _ in range(3)]
+    _, _, points = plane_basis(w)
+    assert points[0].tolist() == [0.0, 0.0] and points[1][1] == 0.0
+    for i, j in ((0, 1), (0, 2), (1, 2)):  # distances are kept
+        assert np.linalg.norm(points[i] - points[j]) == pytest.approx((w[i] - w[j]).norm().item())
+    xy = (0.3 * points[0] + -0.4 * points[1] + 1.1 * points[2])
+    assert barycentric(points, xy) == pytest.approx((0.3, -0.4, 1.1))
+    with pytest.raises(UserError, match="one line"):
+        plane_basis([w[0], w[1], 2 * w[1] - w[0]])
+
+
+def test_a_curve_checkpoint_gives_its_ends_and_bend(tmp_path):
+    ck = fresh(tmp_path / "curve.pt", 0, "CurvesConv", "CurvesBN")
+    plane = plane_plot([str(ck)], None, name="curve_plane", grid=2)
+    assert plane.labels == ("alpha=0", "alpha=1", "bend")
+    assert plane.paths[0] == tmp_path / "curve_plane.png" and plane.paths[0].exists()  # beside the checkpoint
+    np.testing.assert_allclose(plane.curve[0], plane.points[0], atol=1e-9)
+    np.testing.assert_allclose(plane.curve[-1], plane.points[1], atol=1e-9)
+    assert plane_mod.read_plane(plane.paths[2]).curve == pytest.approx(plane.curve)
+    mid = plane.curve[len(plane.curve) // 2]  # alpha = 0.5: a quarter of each end, half the bend
+    np.testing.assert_allclose(mid, 0.25 * plane.points[0] + 0.25 * plane.points[1] + 0.5 * plane.points[2], atol=1e-9)
+
+
+def test_bad_input(tmp_path, capsys):
+    line = fresh(tmp_path / "line.pt", 0, "LinesConv", "LinesBN")
+    with pytest.raises(UserError, match="fewer than three tensors"):
+        plane_plot([str(line)], tmp_path / "out")
+    std = [fresh(tmp_path / f"s{i}.pt", i) for i in range(2)]
+    assert plane_mod.main([str(p) for p in std] + ["--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and "three standard networks" in err[0]
+    with pytest.raises(UserError, match="must be standard networks"):
+        plane_plot([str(std[0]), str(std[1]), str(line)], tmp_path / "out")
+    curve = fresh(tmp_path / "curve.pt", 0, "CurvesConv", "CurvesBN")
+    with pytest.raises(UserError, match="three different tensors"):
+        plane_plot([str(curve)], tmp_path / "out", tensors=(0, 1, 3))
+    assert not (tmp_path / "out").exists()
