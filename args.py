@@ -263,6 +263,13 @@ def check_values(s: Settings) -> None:
     its number of classes) or on the trainer live in ``main.check_settings``.
     """
     _finite("--width-mult", s.width_mult, s.width_mult > 0, "must be positive (1 is the model's own width)")
+    if s.compile_mode != "default" and not s.compile:
+        raise UserError(f"--compile-mode {s.compile_mode} sets how --compile compiles; pass --compile too")
+    for flag, a in (("--t", s.t), ("--baset", s.baset)):
+        if a is not None and not 0.0 <= a <= 1.0:
+            raise UserError(f"{flag} {a} is outside [0, 1]; pass a weight in [0, 1]")
+    if s.swag_samples < 1 or s.swag_scale < 0:
+        raise UserError(f"--swag-samples {s.swag_samples} must be at least 1 and --swag-scale {s.swag_scale} at least 0")
     _finite("--lr", s.lr, s.lr >= 0, "is negative; pass a learning rate >= 0 (the paper uses 0.1)")
     _finite("--momentum", s.momentum, 0 <= s.momentum < 1, "is not in [0, 1) (the paper uses 0.9)")
     _finite("--wd", s.wd, s.wd >= 0, "is negative; pass a weight decay >= 0 (the paper uses 1e-4 or 5e-5)")

@@ -83,13 +83,6 @@ def check_settings(s: Settings) -> Settings:
     for flag, a in [("--alpha0", s.alpha0), ("--alpha1", s.alpha1)] + [("--alphas", a) for a in (s.alphas or ())]:
         if not 0.0 <= a <= 1.0:
             raise UserError(f"{flag} {a} is outside [0, 1]; points of a line or curve have alpha in [0, 1]")
-    if s.compile_mode != "default" and not s.compile:
-        raise UserError(f"--compile-mode {s.compile_mode} sets how --compile compiles; pass --compile too")
-    for flag, a in (("--t", s.t), ("--baset", s.baset)):
-        if a is not None and not 0.0 <= a <= 1.0:
-            raise UserError(f"{flag} {a} is outside [0, 1]; pass a weight in [0, 1]")
-    if s.swag_samples < 1 or s.swag_scale < 0:
-        raise UserError(f"--swag-samples {s.swag_samples} must be at least 1 and --swag-scale {s.swag_scale} at least 0")
     if s.pretrained and not s.resume:
         raise UserError("--pretrained loads weights from --resume; pass --resume CKPT too")
     if s.checkpoint_every_minutes is not None and s.checkpoint_every_minutes <= 0:
