@@ -38,7 +38,6 @@ from .subspace import (
     cosine_regulariser,
     endpoint_pair,
     endpoint_stats,
-    load_endpoints,
     sample_and_set,
     set_point,
     set_points,

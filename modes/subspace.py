@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import itertools
-import re
 from typing import Iterable, Sequence
 
 import torch
@@ -126,30 +125,3 @@ def endpoint_stats(model: nn.Module) -> tuple:
     cos = sum(torch.dot(flat[i], flat[j]) ** 2 / (flat[i].dot(flat[i]) * flat[j].dot(flat[j])) for i, j in pairs)
     sq = sum((flat[i] - flat[j]).pow(2).sum() for i, j in pairs)
     return float(cos / len(pairs)), float((sq / len(pairs)).sqrt())
-
-
-_ENDPOINT_KEY = re.compile(r"^(?P<base>(?:.*\.)?(?:weight|bias))(?P<i>\d+)$")
-
-
-@torch.no_grad()
-def load_endpoints(model: nn.Module, state_dicts: Sequence[dict]) -> None:
-    """Make ``model``'s endpoints the standard networks ``state_dicts``: endpoint ``i``'s tensors
-    (``weight``/``bias`` for i = 0, ``weight{i}``/``bias{i}`` otherwise) from ``state_dicts[i]``,
-    the buffers (BatchNorm statistics, shared by the endpoints) from the first. E.g. a line
-    (``LinesConv``) between two trained networks a and b: ``load_endpoints(line, [sd_a, sd_b])``.
-
-    Raises ValueError when the model's number of endpoints is not ``len(state_dicts)``.
-    """
-    coeffs = subspace_coefficients(model)
-    if coeffs is None or coeffs.num_tensors != len(state_dicts):
-        have = coeffs.num_tensors if coeffs is not None else 1
-        raise ValueError(f"the model has {have} endpoint(s), not {len(state_dicts)}")
-    state = {}
-    for key in model.state_dict():
-        m = _ENDPOINT_KEY.match(key)
-        i, base = (int(m.group("i")), m.group("base")) if m else (0, key)
-        if base in state_dicts[i]:
-            state[key] = state_dicts[i][base]
-        elif not key.endswith("num_batches_tracked"):
-            raise ValueError(f"endpoint {i} has no {base!r} for {key!r}")
-    model.load_state_dict(state, strict=False)

@@ -51,5 +51,5 @@ class LinestatsSWA(EvalOneDimSubspaces):
 
     def assemble(self, models: list, build) -> list:
         line = build(conv_type="LinesConv", bn_type="LinesBN")
-        load_endpoints(line, [unwrap(m).state_dict() for m in models])
+        load_endpoints(line, [unwrap(m).state_dict() for m in models], list(self.settings.resume))
         return [line]
