@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository r
 
 from analyze_results.common import calibration, ensemble_label, figure4, figure5  # noqa: E402
 from experiment_configs.digits.common import SETUP  # noqa: E402
+from experiment_configs.launch import RunsFailed  # noqa: E402
 from experiment_configs.sweep import build_parser, execute, make_config  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 
@@ -88,6 +89,9 @@ def main(argv=None) -> int:
     start = time.time()
     try:
         cfg = make_config(SETUP, ns, quiet=not ns.verbose, label_noise=noise_levels)
+        if cfg.launch.launcher == "slurm":
+            raise UserError("reproduce.py draws the figures once every run has finished, so it runs here; with "
+                            "--launcher slurm submit the config scripts of experiment_configs/digits, then run reproduce.py")
         print(f"Digits pipeline: seeds {','.join(map(str, cfg.seeds))}, {cfg.base.epochs} epochs, "
               f"simplexes n = {','.join(map(str, cfg.simplex_n))}, label noise {','.join(map(str, noise_levels))}; "
               f"results in {cfg.log_root}" + ("" if ns.verbose else f" (run output in {cfg.log_root / 'sweep.log'})"), flush=True)
@@ -101,6 +105,9 @@ def main(argv=None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RunsFailed as e:  # --parallel K: some runs failed, the others finished
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command again to continue where it stopped", file=sys.stderr)
         return 130
