@@ -33,7 +33,7 @@ from filelock import FileLock, Timeout
 
 from args import Settings, replace
 from data.base import usable_cores
-from experiment_configs.sweep import (REPO_ROOT, Config, Plan, Run, _label, check_blocked, heading, plan,
+from experiment_configs.sweep import (REPO_ROOT, Config, Plan, Run, run_label, check_blocked, heading, plan,
                                       run_planned)
 from utils.errors import UserError
 from utils.io import atomic_write_text
@@ -117,7 +117,9 @@ def _plan_waiting(run: Run, cfg: Config, wait_s: float) -> Plan:
 
 def log_file(cfg: Config, s: Settings) -> Path:
     """``<results root>/logs/<family>/<name>.log``: the output of one run of a parallel sweep."""
-    return cfg.log_root / "logs" / f"{_label(s, cfg)}.log"
+    log_dir = Path(s.log_dir).expanduser()
+    family = log_dir.relative_to(cfg.log_root) if log_dir.is_relative_to(cfg.log_root) else Path(log_dir.name)
+    return cfg.log_root / "logs" / family / f"{s.name}.log"
 
 
 def _child(run: Run, cfg: Config, threads: int, log: str, conn) -> None:
@@ -240,7 +242,7 @@ class JobRegistry:
         file when the job returns or fails; a requeued job keeps its id)."""
         from submitit.core.utils import JobPaths
 
-        job_id = self.read().get(_label(s, self.cfg))
+        job_id = self.read().get(run_label(s, self.cfg))
         if job_id and not JobPaths(self.folder, job_id).result_pickle.exists():
             return job_id
         return None
@@ -278,7 +280,7 @@ class RunJob:
             torch.set_num_threads(self.cfg.threads)
         status, summary, detail = execute_one(self.run, self.cfg.with_(quiet=False),
                                               wait_s=60.0 * self.cfg.launch.timeout_min)
-        print(f"{_label(self.run.settings, self.cfg)}: {detail}", flush=True)
+        print(f"{run_label(self.run.settings, self.cfg)}: {detail}", flush=True)
         return {"status": status, "name": summary.name if summary else self.run.settings.name,
                 "curr_acc1": summary.curr_acc1 if summary else None}
 
@@ -318,7 +320,7 @@ def submit(runs: Sequence[Run], cfg: Config) -> list:
     executor = make_executor(cfg, after)
     with executor.batch():
         jobs = [executor.submit(RunJob(r, cfg)) for _, r in todo]
-    registry.record({_label(r.settings, cfg): job.job_id for (_, r), job in zip(todo, jobs)})
+    registry.record({run_label(r.settings, cfg): job.job_id for (_, r), job in zip(todo, jobs)})
     for (head, _), job in zip(todo, jobs):
         print(f"{head}: submitted as job {job.job_id}", flush=True)
     wait = f", after job(s) {', '.join(sorted(after))}" if after else ""

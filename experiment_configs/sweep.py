@@ -464,7 +464,8 @@ def prune(s: Settings) -> None:
 # --- running ------------------------------------------------------------------------------------
 
 
-def _label(s: Settings, cfg: Config) -> str:
+def run_label(s: Settings, cfg: Config) -> str:
+    """``<family>/<name>``: the run's folder of results relative to the results root, and its name."""
     try:
         family = str(Path(s.log_dir).relative_to(cfg.log_root))
     except ValueError:
@@ -512,7 +513,7 @@ def check_blocked(runs: Sequence[Run], plans: Sequence[Plan]) -> None:
 def heading(k: int, runs: Sequence[Run], run: Run, s: Settings, cfg: Config) -> str:
     """``[ k/N] train <family>/<name>``: how a sweep names run ``k`` in its output."""
     width = len(str(len(runs)))
-    return f"[{k:>{width}}/{len(runs)}] {'eval ' if run.needs else 'train'} {_label(s, cfg)}"
+    return f"[{k:>{width}}/{len(runs)}] {'eval ' if run.needs else 'train'} {run_label(s, cfg)}"
 
 
 def _execute(runs: Sequence[Run], cfg: Config) -> list:
