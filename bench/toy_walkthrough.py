@@ -131,9 +131,9 @@ def main(argv=None) -> None:
                 total[k][0] += got[k][0]
                 total[k][1] += got[k][1]
             print(f"{name:<45}" + "".join(f"{got[k][0]:14.1f}{got[k][1]:14.1f}" for k in repos), flush=True)
-    print(f"{'total':<45}" + "".join(f"{total[k][0]:14.1f}{total[k][1]:14.1f}" for k in repos))
     if hasattr(os, "getloadavg"):
         print(f"# load average at the end: {os.getloadavg()[0]:.1f}")
+    print(f"{'total':<45}" + "".join(f"{total[k][0]:14.1f}{total[k][1]:14.1f}" for k in repos))
 
 
 if __name__ == "__main__":

@@ -160,16 +160,16 @@ def run_parallel(runs: Sequence[Run], cfg: Config) -> list:
     if todo:
         print(f"{len(todo)} run(s), up to {k_max} at a time with {threads} thread(s) each; "
               f"their output in {cfg.log_root / 'logs'}/", flush=True)
-    n = len(todo)
     summaries, failed = _pool(todo, cfg, threads)
     if failed:
-        raise RunsFailed(f"{len(failed)} of {n} run(s) failed ({', '.join(failed)}); "
+        raise RunsFailed(f"{len(failed)} of {len(todo)} run(s) failed ({', '.join(failed)}); "
                          f"their logs are in {cfg.log_root / 'logs'}/")
     return [summaries[k] for k in sorted(summaries)]
 
 
 def _pool(todo: list, cfg: Config, threads: int) -> tuple:
     ctx = mp.get_context("spawn")  # a fresh interpreter: no forked threads or CUDA state
+    todo = list(todo)
     running: dict = {}  # receiving end of a child's pipe -> (k, head, process, log)
     summaries: dict = {}
     failed: list = []
@@ -189,7 +189,7 @@ def _pool(todo: list, cfg: Config, threads: int) -> tuple:
                 msg = _receive(recv)
                 proc.join()
                 if proc.exitcode == 0 and msg and msg[0] == "ok":
-                    _, status, summary, detail = msg
+                    _, _status, summary, detail = msg
                     print(f"{head}: {detail}", flush=True)
                     if summary is not None:
                         summaries[k] = summary
@@ -324,7 +324,7 @@ def submit(runs: Sequence[Run], cfg: Config) -> list:
     for (head, _), job in zip(todo, jobs):
         print(f"{head}: submitted as job {job.job_id}", flush=True)
     wait = f", after job(s) {', '.join(sorted(after))}" if after else ""
-    print(f"{len(jobs)} job(s) submitted{wait}; their logs in {registry.folder}/<job id>_0_log.*", flush=True)
+    print(f"{len(jobs)} job(s) submitted{wait}; their logs in {registry.folder}/<job id>_<task>_log.{{out,err}}", flush=True)
     return jobs
 
 

@@ -537,6 +537,7 @@ def _execute(runs: Sequence[Run], cfg: Config) -> list:
                 print(f"{head}: running elsewhere, skipped", flush=True)
                 continue
             p = plan(r, cfg)  # again, under the lock: another sweep may have finished it meanwhile
+            check_blocked([r], [p])
             if p.action == "skip":
                 print(f"{head}: {p.detail}, skipped", flush=True)
                 continue

@@ -317,3 +317,20 @@ def test_a_grid_evaluation_starts_each_loaders_workers_once(tmp_path, monkeypatc
     summary = main_mod.main(s)
     assert 0.0 <= summary.metrics["ensemble_acc"] <= 1.0
     assert starts == [2, 2]  # capped at the 2 usable cores; one start per loader, not per pass
+
+
+def test_the_toy_walkthroughs_data_is_a_tinyimagenet(tmp_path):
+    """bench/toy_walkthrough.py's toy set reads as TinyImageNet (the raw layout), and is reused."""
+    from data import get_dataset
+
+    sys.path.insert(0, str(ROOT / "bench"))
+    try:
+        toy = importlib.import_module("toy_walkthrough")
+    finally:
+        sys.path.remove(str(ROOT / "bench"))
+    folder = toy.make_toy_tiny(tmp_path, classes=3, train_per_class=4, val=5, size=16)
+    assert (folder / "val" / "val_annotations.txt").is_file() and not list(tmp_path.glob(".toy-*"))
+    bundle = get_dataset(Settings(set="TinyImageNet", data=str(tmp_path), log_dir=str(tmp_path / "logs")))
+    assert bundle.num_classes == 3 and len(bundle.train_loader.dataset) == 12 and len(bundle.val_loader.dataset) == 5
+    stamp = (folder / "wnids.txt").stat().st_mtime_ns
+    assert toy.make_toy_tiny(tmp_path) == folder and (folder / "wnids.txt").stat().st_mtime_ns == stamp
