@@ -113,6 +113,24 @@ class DataSetup:
 
 
 @dataclass(frozen=True)
+class Launch:
+    """Where and how the runs of one invocation execute (``--launcher``, ``--parallel``, ``--slurm-*``);
+    what they compute is :class:`Config`'s. See :mod:`experiment_configs.launch`."""
+
+    launcher: str = "local"  # local: this machine; slurm: one job per run, a submitit job array
+    parallel: int = 1  # local: runs at once, each in its own process
+    partition: Optional[str] = None
+    gpus_per_node: int = 0
+    nodes: int = 1
+    cpus_per_task: Optional[int] = None
+    mem_gb: Optional[float] = None
+    timeout_min: int = 24 * 60
+    array_parallelism: Optional[int] = None
+    extra: tuple = ()  # (KEY, VALUE) pairs for sbatch (submitit's slurm_additional_parameters)
+    cluster: str = "slurm"  # submitit's executor: slurm; local or debug for tests
+
+
+@dataclass(frozen=True)
 class Config:
     """A data set's setup with this invocation's command-line overrides applied."""
 
@@ -129,6 +147,7 @@ class Config:
     dry_run: bool = False
     quiet: bool = False
     keep_checkpoints: bool = False
+    launch: Launch = Launch()
 
     def log_dir(self, family: str) -> str:
         """The folder (and results.csv) of one family of runs."""
@@ -188,10 +207,72 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
     add("--force", action="store_true", help="rerun runs that already finished")
     add("--smoke", action="store_true",
         help="check the config quickly: 1 epoch of Digits with a tiny model, results under <results root>-smoke")
-    add("--quiet", action="store_true", help="one line per run; the runs' own output goes to <results root>/sweep.log")
+    add("--quiet", action="store_true", help="one line per run; the runs' own output goes to <results root>/sweep.log "
+        "(with --parallel K > 1 it always goes to <results root>/logs/, with --launcher slurm to <results root>/slurm/)")
     add("--keep-checkpoints", action="store_true",
         help="keep the intermediate checkpoints of finished runs (default: only the first and the last stay)")
+    _add_launch_flags(p)
     return p
+
+
+def _extra(text: str) -> tuple:
+    pairs = [a.split("=", 1) for a in text.split(",") if a.strip()]
+    if any(len(kv) != 2 or not kv[0].strip() for kv in pairs):
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE,KEY=VALUE,... (e.g. qos=high,constraint=a100)")
+    return tuple((k.strip(), v.strip()) for k, v in pairs)
+
+
+# The flags of --launcher slurm; each is refused with --launcher local.
+SLURM_FLAGS = ("partition", "gpus_per_node", "nodes", "cpus_per_task", "mem_gb", "timeout_min",
+               "slurm_array_parallelism", "slurm_extra", "slurm_cluster")
+
+
+def _add_launch_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("where the runs execute (README: Running sweeps on many machines)")
+    add = g.add_argument
+    add("--launcher", choices=("local", "slurm"), default="local",
+        help="local: run here (default); slurm: submit each unfinished run as one job of a job array")
+    add("--parallel", type=int, metavar="K",
+        help="local: run up to K runs at once, each in its own process with cores/K threads; output in <results root>/logs/")
+    add("--partition", help="slurm partition")
+    add("--gpus-per-node", type=int, metavar="G",
+        help="GPUs per job (default 1; 0 with --smoke); G > 1 runs one process per GPU (DDP)")
+    add("--nodes", type=int, metavar="N", help="nodes per job (default 1)")
+    add("--cpus-per-task", type=int, metavar="C", help="CPU cores per process (default: the cluster's)")
+    add("--mem-gb", type=float, metavar="GB", help="memory per node (default: the cluster's)")
+    add("--timeout-min", type=int, metavar="MIN",
+        help="time limit of a job (default 1440); a job that reaches it is requeued and resumes")
+    add("--slurm-array-parallelism", type=int, metavar="K", help="jobs of the array running at once (default: all)")
+    add("--slurm-extra", type=_extra, metavar="KEY=VALUE,...",
+        help="more sbatch options, e.g. qos=high,constraint=a100 (submitit's slurm_additional_parameters)")
+    add("--slurm-cluster", choices=("slurm", "local", "debug"), help=argparse.SUPPRESS)  # tests: submitit's local executors
+
+
+def make_launch(o: dict, smoke: bool = False) -> Launch:
+    """The :class:`Launch` of parsed flags ``o``; a flag of the other launcher is refused."""
+    launcher = o.get("launcher") or "local"
+    given = [k for k in SLURM_FLAGS if o.get(k) is not None]
+    if launcher == "local" and given:
+        flag = "--" + given[0].replace("_", "-")
+        raise UserError(f"{flag} is an option of --launcher slurm; pass --launcher slurm or drop {flag}")
+    parallel = o.get("parallel")
+    if parallel is not None and (launcher != "local" or parallel < 1):
+        raise UserError(f"--parallel {parallel}: pass --parallel K with K >= 1, with --launcher local "
+                        "(with slurm, --slurm-array-parallelism K limits the jobs running at once)")
+    given_or = lambda k, default: default if o.get(k) is None else o[k]  # noqa: E731
+    launch = Launch(
+        launcher=launcher, parallel=given_or("parallel", 1), partition=o.get("partition"),
+        gpus_per_node=given_or("gpus_per_node", 0 if smoke else 1), nodes=given_or("nodes", 1),
+        cpus_per_task=o.get("cpus_per_task"), mem_gb=o.get("mem_gb"), timeout_min=given_or("timeout_min", 24 * 60),
+        array_parallelism=o.get("slurm_array_parallelism"), extra=o.get("slurm_extra") or (),
+        cluster=o.get("slurm_cluster") or "slurm",
+    )
+    for flag, v, least in (("--gpus-per-node", launch.gpus_per_node, 0), ("--nodes", launch.nodes, 1),
+                           ("--cpus-per-task", launch.cpus_per_task, 1), ("--mem-gb", launch.mem_gb, 0.001),
+                           ("--timeout-min", launch.timeout_min, 1), ("--slurm-array-parallelism", launch.array_parallelism, 1)):
+        if v is not None and v < least:
+            raise UserError(f"{flag} {v} must be at least {least:g}")
+    return launch
 
 
 SMOKE_SETTINGS = dict(set="Digits", model="DigitsConvNet", model_name=None, output_size=None, width_mult=0.25,
@@ -204,6 +285,7 @@ def make_config(setup: DataSetup, ns: Optional[argparse.Namespace] = None, **ove
 
     o = {**(vars(ns) if ns is not None else {}), **overrides}
     get = lambda k: o.get(k)  # noqa: E731
+    launch = make_launch(o, smoke=bool(get("smoke")))
     base = setup.base
     root = Path(get("log_dir")).expanduser() if get("log_dir") else setup.log_root
     seeds, simplex_n, alphas = setup.seeds, setup.simplex_n, ALPHAS
@@ -215,7 +297,11 @@ def make_config(setup: DataSetup, ns: Optional[argparse.Namespace] = None, **ove
     device = get("device") or base.device
     if not get("device") and device == "cpu" and torch.cuda.is_available() and not get("smoke"):
         device = "cuda"
-    base = replace(base, device=device, multigpu=None if device == "cpu" else base.multigpu)
+    if launch.launcher == "slurm":  # the jobs' nodes decide, not this (login) node
+        device = get("device") or ("cuda" if launch.gpus_per_node > 0 else "cpu")
+        if device.startswith("cuda") and launch.gpus_per_node == 0:
+            raise UserError(f"--device {device} with --gpus-per-node 0: pass --gpus-per-node 1 (or more) or --device cpu")
+    base = replace(base, device=device, multigpu=None if device == "cpu" or launch.launcher == "slurm" else base.multigpu)
     if get("data"):
         base = replace(base, data=get("data"))
     if get("epochs") is not None:
@@ -234,12 +320,16 @@ def make_config(setup: DataSetup, ns: Optional[argparse.Namespace] = None, **ove
         dry_run=bool(get("dry_run")),
         quiet=bool(get("quiet")),
         keep_checkpoints=bool(get("keep_checkpoints")),
+        launch=launch,
     )
 
 
 def run_cli(runs: Callable[[Config], Iterable[Run]], setup: DataSetup, doc: str = "",
             argv: Optional[Sequence[str]] = None) -> int:
-    """Entry point of a config script: parse the flags, run the sweep, exit status 0 (2 on bad input)."""
+    """Entry point of a config script: parse the flags, run the sweep; exit status 0, 1 when a run of
+    a ``--parallel`` sweep failed, 2 on bad input."""
+    from experiment_configs.launch import RunsFailed
+
     ns = build_parser((doc or "").strip()).parse_args(argv)
     try:
         cfg = make_config(setup, ns)
@@ -247,6 +337,9 @@ def run_cli(runs: Callable[[Config], Iterable[Run]], setup: DataSetup, doc: str 
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RunsFailed as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command again to continue from the last checkpoint", file=sys.stderr)
         return 130
@@ -377,7 +470,8 @@ def prune(s: Settings) -> None:
 # --- running ------------------------------------------------------------------------------------
 
 
-def _label(s: Settings, cfg: Config) -> str:
+def run_label(s: Settings, cfg: Config) -> str:
+    """``<family>/<name>``: the run's folder of results relative to the results root, and its name."""
     try:
         family = str(Path(s.log_dir).relative_to(cfg.log_root))
     except ValueError:
@@ -386,11 +480,22 @@ def _label(s: Settings, cfg: Config) -> str:
 
 
 def execute(runs: Sequence[Run], cfg: Config) -> list:
-    """Run ``runs`` in order (skipping finished ones, resuming interrupted ones); returns the
-    :class:`main.RunSummary` of each run made. Missing training checkpoints of an evaluation stop
-    the sweep before anything runs, with one line naming the config to run first."""
+    """Run ``runs`` (skipping finished ones, resuming interrupted ones) where ``cfg.launch`` says:
+    here one after another (the default), here up to ``--parallel K`` at once, or as Slurm jobs
+    (then nothing is returned: the jobs run later). Returns the :class:`main.RunSummary` of each
+    run made. Missing training checkpoints of an evaluation stop the sweep before anything runs,
+    with one line naming the config to run first."""
     import torch
 
+    from experiment_configs import launch
+
+    if cfg.launch.launcher == "slurm":
+        if cfg.dry_run:  # planned here, on a login node without the jobs' GPUs
+            return _execute([launch.on_this_node(r) for r in runs], cfg)
+        launch.submit(runs, cfg)
+        return []
+    if cfg.launch.parallel > 1 and not cfg.dry_run:
+        return launch.run_parallel(runs, cfg)
     threads = torch.get_num_threads()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -400,21 +505,32 @@ def execute(runs: Sequence[Run], cfg: Config) -> list:
         torch.set_num_threads(threads)
 
 
-def _execute(runs: Sequence[Run], cfg: Config) -> list:
-    from main import main
-
-    plans = [plan(r, cfg) for r in runs]
+def check_blocked(runs: Sequence[Run], plans: Sequence[Plan]) -> None:
+    """Raise the one-line UserError of the first evaluation whose training runs are not finished."""
     blocked = [(r, p) for r, p in zip(runs, plans) if p.missing]
-    if blocked and not cfg.dry_run:
+    if blocked:
         r, p = blocked[0]
         raise UserError(
             f"no finished training run {p.missing[0]} (final checkpoint, epoch {r.needs[0].epochs}) in "
             f"{r.needs[0].log_dir}; run `python {r.trained_by}` first ({len(blocked)} evaluation(s) wait for it)"
         )
-    summaries = []
+
+
+def heading(k: int, runs: Sequence[Run], run: Run, s: Settings, cfg: Config) -> str:
+    """``[ k/N] train <family>/<name>``: how a sweep names run ``k`` in its output."""
     width = len(str(len(runs)))
+    return f"[{k:>{width}}/{len(runs)}] {'train' if run.settings.save else 'eval '} {run_label(s, cfg)}"
+
+
+def _execute(runs: Sequence[Run], cfg: Config) -> list:
+    from experiment_configs.launch import run_lock
+
+    plans = [plan(r, cfg) for r in runs]
+    if not cfg.dry_run:
+        check_blocked(runs, plans)
+    summaries = []
     for k, (r, p) in enumerate(zip(runs, plans), 1):
-        head = f"[{k:>{width}}/{len(runs)}] {'train' if r.settings.save else 'eval '} {_label(p.settings, cfg)}"
+        head = heading(k, runs, r, p.settings, cfg)
         if cfg.dry_run:
             what = f"waits for `python {r.trained_by}`" if p.missing else p.detail
             print(f"{head}: {what}", flush=True)
@@ -422,15 +538,32 @@ def _execute(runs: Sequence[Run], cfg: Config) -> list:
         if p.action == "skip":
             print(f"{head}: {p.detail}, skipped", flush=True)
             continue
-        print(f"{head}: {p.detail} ...", end="" if cfg.quiet else "\n", flush=True)
-        start = time.time()
-        with _output(cfg, p.settings):
-            summary = main(p.settings)
-        if p.settings.save and not cfg.keep_checkpoints:
-            prune(p.settings)
-        print(f"{'' if cfg.quiet else head + ': '}done in {time.time() - start:.1f}s, acc {summary.curr_acc1:.4f}", flush=True)
+        with run_lock(p.settings) as mine:
+            if not mine:
+                print(f"{head}: running elsewhere, skipped", flush=True)
+                continue
+            p = plan(r, cfg)  # again, under the lock: another sweep may have finished it meanwhile
+            check_blocked([r], [p])
+            if p.action == "skip":
+                print(f"{head}: {p.detail}, skipped", flush=True)
+                continue
+            print(f"{head}: {p.detail} ...", end="" if cfg.quiet else "\n", flush=True)
+            summary, took = run_planned(p, cfg)
+        print(f"{'' if cfg.quiet else head + ': '}done in {took:.1f}s, acc {summary.curr_acc1:.4f}", flush=True)
         summaries.append(summary)
     return summaries
+
+
+def run_planned(p: Plan, cfg: Config) -> tuple:
+    """``(summary, seconds)`` of ``main.main`` on a planned run; prunes its intermediate checkpoints."""
+    from main import main
+
+    start = time.time()
+    with _output(cfg, p.settings):
+        summary = main(p.settings)
+    if p.settings.save and not cfg.keep_checkpoints:
+        prune(p.settings)
+    return summary, time.time() - start
 
 
 @contextlib.contextmanager

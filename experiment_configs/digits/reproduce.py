@@ -25,6 +25,7 @@ from analyze_results.common import calibration, ensemble_label, figure4, figure5
 from analyze_results.plane import draw, plane_plot, read_plane  # noqa: E402
 from experiment_configs.digits.common import SETUP  # noqa: E402
 from experiment_configs.digits.mode_connectivity import connect_members  # noqa: E402
+from experiment_configs.launch import RunsFailed  # noqa: E402
 from experiment_configs.sweep import ENSEMBLES, EVAL_CONNECT, EVAL_SWAG, build_parser, execute, final_checkpoint, make_config  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 
@@ -152,6 +153,9 @@ def main(argv=None) -> int:
     start = time.time()
     try:
         cfg = make_config(SETUP, ns, quiet=not ns.verbose, label_noise=noise_levels)
+        if cfg.launch.launcher == "slurm":
+            raise UserError("reproduce.py draws the figures once every run has finished, so it runs here; with "
+                            "--launcher slurm submit the config scripts of experiment_configs/digits, then run reproduce.py")
         print(f"Digits pipeline: seeds {','.join(map(str, cfg.seeds))}, {cfg.base.epochs} epochs, "
               f"simplexes n = {','.join(map(str, cfg.simplex_n))}, label noise {','.join(map(str, noise_levels))}; "
               f"results in {cfg.log_root}" + ("" if ns.verbose else f" (run output in {cfg.log_root / 'sweep.log'})"), flush=True)
@@ -166,6 +170,9 @@ def main(argv=None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RunsFailed as e:  # --parallel K: some runs failed, the others finished
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print("\ninterrupted; run the same command again to continue where it stopped", file=sys.stderr)
         return 130
