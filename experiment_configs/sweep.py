@@ -33,7 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # for `import main` when this module is imported from a script
     sys.path.insert(0, str(REPO_ROOT))
 
-from args import Settings, replace  # noqa: E402
+from args import Settings, _floats, _ints, replace  # noqa: E402  (the list parsers of main.py's flags)
 from utils.errors import UserError  # noqa: E402
 from utils.results import read_results  # noqa: E402
 
@@ -56,7 +56,7 @@ ALPHAS = tuple(round(i * 0.05, 2) for i in range(21))
 NOT_IDENTITY = frozenset({
     "name", "data", "log_dir", "resume", "pretrained", "save", "save_data", "save_epochs",
     "save_iters", "test_freq", "log_interval", "device", "multigpu", "workers", "data_on_device",
-    "channels_last", "amp", "compile",
+    "channels_last", "amp", "compile", "compile_mode", "checkpoint_every_minutes",
 })
 
 
@@ -180,14 +180,6 @@ class Run:
 
 
 # --- the command line ---------------------------------------------------------------------------
-
-
-def _ints(text: str) -> tuple:
-    return tuple(int(a) for a in text.split(",") if a.strip())
-
-
-def _floats(text: str) -> tuple:
-    return tuple(float(a) for a in text.split(",") if a.strip())
 
 
 def build_parser(description: str = "") -> argparse.ArgumentParser:
@@ -447,7 +439,8 @@ def plan(run: Run, cfg: Config) -> Plan:
         return Plan("new", s, "rerun (--force)" if tries else "new")
     rows = read_results(Path(s.log_dir) / "results.csv")
     with_row = [d for i, d in tries if has_row(rows, s.name, i)]
-    ckpts = [(e, it, i, p) for i, d in tries for e, it, p in checkpoints(d) if 0 < e <= s.epochs]
+    # Any checkpoint but the initialisation: epoch boundaries and mid-epoch ones (--save-iters, timed).
+    ckpts = [(e, it, i, p) for i, d in tries for e, it, p in checkpoints(d) if (e, it) != (0, 0) and e <= s.epochs]
     # Finished: a results row, and (for training) a final checkpoint -- in the same attempt, or in
     # two when a run stopped between saving its last checkpoint and writing its row and was resumed.
     if with_row and (not s.save or any(e == s.epochs for e, *_ in ckpts)):
@@ -462,8 +455,8 @@ def prune(s: Settings) -> None:
     """Delete the intermediate checkpoints of a finished training run (all its attempts); the
     initialisation and the final checkpoint stay, as the original keeps them."""
     for _, d in attempts(s):
-        for e, _, p in checkpoints(d):
-            if 0 < e < s.epochs:
+        for e, it, p in checkpoints(d):
+            if (e, it) != (0, 0) and e < s.epochs:
                 p.unlink(missing_ok=True)
 
 
