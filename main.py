@@ -166,6 +166,9 @@ def setup_process(s: Settings, device: torch.device, world: distributed.World) -
 
 def with_data_defaults(s: Settings, data) -> Settings:
     """Fill in what the data set decides when the flags leave it open (model, classes)."""
+    if s.output_size is not None and s.output_size < data.num_classes:
+        raise UserError(f"--output-size {s.output_size} is smaller than the {data.num_classes} classes of {s.set}; "
+                        f"pass --output-size {data.num_classes} or more (or leave it out)")
     return replace(
         s,
         model=s.model or data.default_model,

@@ -216,3 +216,9 @@ def test_a_full_disk_at_the_end_says_where_the_run_is(tmp_path, capsys, monkeypa
     err = capsys.readouterr().err.strip().splitlines()
     assert "No space left" in err[-1] and str(tmp_path / "d+try=0") in err[-1]
     assert checkpoints(tmp_path / "d+try=0")[-1][0] == 1  # the final checkpoint is kept
+
+
+def test_an_output_size_below_the_classes_is_a_one_line_error(tmp_path, capsys):
+    assert cli(["--set", "Digits", "--epochs", "1", "--output-size", "5", "--save", "--log-dir", tmp_path, "--name", "o"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--output-size 10" in err[0] and not list(tmp_path.glob("o+try*"))
