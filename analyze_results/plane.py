@@ -5,7 +5,7 @@ three trained standard networks.
     python analyze_results/plane.py CURVE.pt [--tensors 0,1,2]        # ends and bend of a curve
     python analyze_results/plane.py SIMPLEX.pt                        # vertices of a simplex
     python analyze_results/plane.py A.pt B.pt C.pt                    # three standard networks
-        [--grid 11] [--margin 0.2] [--out DIR] [--name plane] [--data DIR] [--device cpu]
+        [--grid 11] [--margin 0.2] [--out DIR] [--name plane] [--data DIR] [--device cpu] [--threads N]
 
 Garipov's construction: an orthonormal basis (u, v) of the plane from the three weight vectors
 w0, w1, w2 (all parameters concatenated) by Gram-Schmidt, ``u = (w1 - w0) / |w1 - w0|`` and v the
@@ -265,9 +265,21 @@ def load_three(checkpoints: Sequence[str], tensors: Sequence[int] = (0, 1, 2), d
 
 
 def plane_plot(checkpoints: Sequence[str], out_dir: "str | Path | None" = None, name: str = "plane", grid: int = 11, margin: float = 0.2,
-               tensors: Sequence[int] = (0, 1, 2), data: Optional[str] = None, device: str = "cpu") -> Plane:
+               tensors: Sequence[int] = (0, 1, 2), data: Optional[str] = None, device: str = "cpu", threads: Optional[int] = None) -> Plane:
     """Evaluate and draw the plane through three networks (see the module docstring); returns it
-    with ``paths`` (PNG, PDF, CSV) set."""
+    with ``paths`` (PNG, PDF, CSV) set. ``threads``: PyTorch's CPU threads meanwhile (restored after;
+    a small model on a busy machine is many times faster on one)."""
+    if threads is None:
+        return _plane_plot(checkpoints, out_dir, name, grid, margin, tensors, data, device)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _plane_plot(checkpoints, out_dir, name, grid, margin, tensors, data, device)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _plane_plot(checkpoints, out_dir, name, grid, margin, tensors, data, device) -> Plane:
     from args import replace
     from trainers.base import RunContext
     from trainers.evaluate import Evaluator
@@ -304,9 +316,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--name", default="plane", help="file name of the figure, without extension (default plane)")
     p.add_argument("--data", help="folder holding the data sets (default: the checkpoint's --data)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<i> (default cpu)")
+    p.add_argument("--threads", type=int, metavar="N", help="PyTorch CPU threads (default: PyTorch's; 1 is fastest for Digits on a busy machine)")
     ns = p.parse_args(argv)
     try:
-        plane = plane_plot(ns.checkpoints, ns.out, ns.name, ns.grid, ns.margin, ns.tensors, ns.data, ns.device)
+        if ns.threads is not None and ns.threads < 1:
+            raise UserError(f"--threads {ns.threads} must be at least 1")
+        plane = plane_plot(ns.checkpoints, ns.out, ns.name, ns.grid, ns.margin, ns.tensors, ns.data, ns.device, ns.threads)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -104,9 +104,13 @@ def test_basis_and_barycentric_coordinates():
         plane_basis([w[0], w[1], 2 * w[1] - w[0]])
 
 
-def test_a_curve_checkpoint_gives_its_ends_and_bend(tmp_path):
+def test_a_curve_checkpoint_gives_its_ends_and_bend(tmp_path, monkeypatch):
     ck = fresh(tmp_path / "curve.pt", 0, "CurvesConv", "CurvesBN")
-    plane = plane_plot([str(ck)], None, name="curve_plane", grid=2)
+    threads, seen = torch.get_num_threads(), []
+    evaluate = plane_mod.evaluate_plane
+    monkeypatch.setattr(plane_mod, "evaluate_plane", lambda *a, **k: seen.append(torch.get_num_threads()) or evaluate(*a, **k))
+    plane = plane_plot([str(ck)], None, name="curve_plane", grid=2, threads=1)
+    assert seen == [1] and torch.get_num_threads() == threads  # one thread meanwhile, restored after
     assert plane.labels == ("alpha=0", "alpha=1", "bend")
     assert plane.paths[0] == tmp_path / "curve_plane.png" and plane.paths[0].exists()  # beside the checkpoint
     np.testing.assert_allclose(plane.curve[0], plane.points[0], atol=1e-9)
@@ -124,6 +128,7 @@ def test_bad_input(tmp_path, capsys):
     assert plane_mod.main([str(p) for p in std] + ["--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "three standard networks" in err[0]
+    assert plane_mod.main([str(line), "--threads", "0"]) == 2 and "--threads 0 must be at least 1" in capsys.readouterr().err
     with pytest.raises(UserError, match="must be standard networks"):
         plane_plot([str(std[0]), str(std[1]), str(line)], tmp_path / "out")
     curve = fresh(tmp_path / "curve.pt", 0, "CurvesConv", "CurvesBN")

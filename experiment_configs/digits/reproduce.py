@@ -125,7 +125,7 @@ def connectivity(cfg, out, label_noise: float, grid: int = PLANE_GRID):
     paths = []
     if ck is not None and (cfg.force or not values.exists() or values.stat().st_mtime < ck.stat().st_mtime):
         print(f"\nPlane through the connecting curve's ends and bend ({grid} x {grid} points) ...", flush=True)
-        paths = plane_plot([str(ck)], out, name="plane", grid=grid).paths
+        paths = plane_plot([str(ck)], out, name="plane", grid=grid, threads=cfg.threads).paths
     elif values.exists():
         paths = draw(read_plane(values), out, "plane")  # up to date: only drawn again
     along = {}
