@@ -12,14 +12,13 @@ names of the line evaluation's pair ensembles) and each member's ``model_{i}_acc
 """
 from __future__ import annotations
 
-import statistics
 
 from utils.bn import update_bn
 from utils.errors import UserError
 from utils.metrics import pairwise_stats
 
 from .base import TRAINERS, RunContext, TestResult, Trainer
-from .evaluate import EvalBatches, Evaluator, members_metrics, point_metrics
+from .evaluate import EvalBatches, Evaluator, each_member_metrics, members_metrics
 
 
 @TRAINERS.register
@@ -67,11 +66,5 @@ def ensemble_result(preds: list, mode: str) -> tuple:
         **{f"ensemble_{k}": v for k, v in ens.items()},
         "ensemble_mode": mode,
     }
-    accs = []
-    for i, p in enumerate(preds):
-        pm = point_metrics(p, f"model_{i}_")
-        accs.append(pm[f"model_{i}_acc"])
-        metrics.update(pm)
-    metrics["avg_model_acc"] = statistics.fmean(accs)
-    metrics["avg_model_std"] = statistics.pstdev(accs)
+    metrics.update(each_member_metrics(preds))
     return acc, metrics

@@ -9,7 +9,6 @@ among vertices: mean pairwise TV distance, squared feature cosine similarity and
 """
 from __future__ import annotations
 
-import statistics
 
 from modes import endpoint_stats, subspace_coefficients
 from utils.bn import update_bn
@@ -18,7 +17,7 @@ from utils.metrics import pairwise_stats
 from utils.modules import unwrap
 
 from .base import TRAINERS, RunContext, TestResult, Trainer
-from .evaluate import Evaluator, members_metrics, point_metrics
+from .evaluate import Evaluator, each_member_metrics, members_metrics, point_metrics
 
 
 @TRAINERS.register
@@ -52,13 +51,7 @@ class EvalSimplexes(Trainer):
         m = point_metrics(centre)
         acc = m.pop("acc")
         metrics = {"wa_acc": acc, **m, "test_loss": m["nll"]}
-        accs = []
-        for i, v in enumerate(vertices):
-            vm = point_metrics(v, f"model_{i}_")
-            accs.append(vm[f"model_{i}_acc"])
-            metrics.update(vm)
-        metrics["avg_model_acc"] = statistics.fmean(accs)
-        metrics["avg_model_std"] = statistics.pstdev(accs)
+        metrics.update(each_member_metrics(vertices))
         metrics.update(members_metrics(vertices, s.ensemble_mode))
         feats = [v.features for v in vertices] if ev.with_features else None
         pw = pairwise_stats([v.logits for v in vertices], centre.targets, feats)

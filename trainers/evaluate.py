@@ -9,6 +9,7 @@ replays the same decoded BatchNorm batches and test batches for every point, so 
 """
 from __future__ import annotations
 
+import statistics
 from typing import Callable, Optional, Sequence
 
 import torch
@@ -108,3 +109,16 @@ def point_metrics(p: Predictions, prefix: str = "") -> dict:
 def members_metrics(preds: Sequence[Predictions], mode: str, prefix: str = "ensemble_") -> dict:
     """Accuracy, NLL, ECE and Brier of the ensemble of ``preds`` (summed logits or mean probabilities)."""
     return ensemble_metrics([p.logits for p in preds], preds[0].targets, mode, prefix)
+
+
+def each_member_metrics(preds: Sequence[Predictions]) -> dict:
+    """``model_{i}_acc/nll/ece/brier`` of every member (the original's names) and the mean and
+    spread of their accuracies (``avg_model_acc``, ``avg_model_std``)."""
+    metrics, accs = {}, []
+    for i, p in enumerate(preds):
+        m = point_metrics(p, f"model_{i}_")
+        accs.append(m[f"model_{i}_acc"])
+        metrics.update(m)
+    metrics["avg_model_acc"] = statistics.fmean(accs)
+    metrics["avg_model_std"] = statistics.pstdev(accs)
+    return metrics
