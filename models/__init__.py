@@ -5,7 +5,7 @@ Every model is a :class:`Net` (``features`` + ``classify``) registered by name f
 from __future__ import annotations
 
 from . import cifar_resnet, digits_net  # noqa: F401  (register the models)
-from .base import Net
+from .base import ModelSpec, Net
 from .builder import Builder
 from . import resnet, tinyimagenet_resnet  # noqa: F401  (register the ImageNet-scale models)
 from .registry import MODELS, register_model
@@ -21,12 +21,8 @@ def get_model(
     width_mult: float = 1.0,
     dropout: float = 0.0,
 ) -> Net:
-    """Build the registered model ``name`` with the builder's layer types."""
-    cls = MODELS.get(name)
-    kwargs = dict(output_size=output_size, in_channels=in_channels, width_mult=width_mult, dropout=dropout)
-    if model_name is not None:
-        kwargs["model_name"] = model_name
-    return cls(builder, **kwargs)
+    """Build the registered model ``name`` with the builder's layer types (flags: :class:`ModelSpec`)."""
+    return MODELS.get(name)(builder, ModelSpec(output_size, in_channels, model_name, width_mult, dropout))
 
 
-__all__ = ["Builder", "MODELS", "Net", "get_model", "register_model"]
+__all__ = ["Builder", "MODELS", "ModelSpec", "Net", "get_model", "register_model"]

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from utils.errors import UserError
 
-from .base import Net
+from .base import ModelSpec, Net
 from .builder import Builder
 from .registry import register_model
 
@@ -63,21 +63,13 @@ class CIFARResNet(Net):
 
     block_dropout = False
 
-    def __init__(
-        self,
-        builder: Builder,
-        output_size: int = 10,
-        in_channels: int = 3,
-        model_name: str | None = "cifar_resnet_20",
-        width_mult: float = 1.0,
-        dropout: float = 0.0,
-    ):
+    def __init__(self, builder: Builder, spec: ModelSpec):
         super().__init__()
-        num_blocks, width = parse_cifar_resnet_name(model_name or "cifar_resnet_20")
-        width = max(1, int(round(width * width_mult)))
+        num_blocks, width = parse_cifar_resnet_name(spec.model_name or "cifar_resnet_20")
+        width = spec.width(width)
         plan = [(width, num_blocks), (2 * width, num_blocks), (4 * width, num_blocks)]
-        block_p = dropout if self.block_dropout else 0.0
-        self.conv = builder.conv3x3(in_channels, width)
+        block_p = spec.dropout if self.block_dropout else 0.0
+        self.conv = builder.conv3x3(spec.in_channels, width)
         self.bn = builder.batchnorm(width)
         blocks, current = [], width
         for stage, (filters, count) in enumerate(plan):
@@ -85,14 +77,11 @@ class CIFARResNet(Net):
                 blocks.append(Block(current, filters, stage > 0 and i == 0, builder, block_p))
                 current = filters
         self.blocks = nn.Sequential(*blocks)
-        self.fc = builder.conv1x1(current, output_size)
+        self.fc = builder.conv1x1(current, spec.output_size)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         out = self.blocks(self.bn(self.conv(x)).relu_())
         return F.adaptive_avg_pool2d(out, 1).flatten(1)
-
-    def classify(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.fc(feats[:, :, None, None]).flatten(1)
 
 
 @register_model

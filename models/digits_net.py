@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .base import Net
+from .base import ModelSpec, Net
 from .builder import Builder
 from .registry import register_model
 
@@ -18,27 +18,16 @@ class DigitsConvNet(Net):
     parameters per endpoint at width 32: a training epoch on Digits takes well under a second.
     """
 
-    def __init__(
-        self,
-        builder: Builder,
-        output_size: int = 10,
-        in_channels: int = 1,
-        model_name: str | None = None,
-        width_mult: float = 1.0,
-        dropout: float = 0.0,
-    ):
+    def __init__(self, builder: Builder, spec: ModelSpec):
         super().__init__()
-        w = max(1, int(round(32 * width_mult)))
-        plan = [(in_channels, w, 1), (w, 2 * w, 2), (2 * w, 2 * w, 1), (2 * w, 4 * w, 2)]
+        w = spec.width(32)
+        plan = [(spec.in_channels, w, 1), (w, 2 * w, 2), (2 * w, 2 * w, 1), (2 * w, 4 * w, 2)]
         self.convs = nn.ModuleList(builder.conv3x3(i, o, stride=s) for i, o, s in plan)
         self.bns = nn.ModuleList(builder.batchnorm(o) for _, o, _ in plan)
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.fc = builder.conv1x1(4 * w, output_size)
+        self.dropout = nn.Dropout(spec.dropout) if spec.dropout > 0 else nn.Identity()
+        self.fc = builder.conv1x1(4 * w, spec.output_size)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         for conv, bn in zip(self.convs, self.bns):
             x = bn(conv(x)).relu_()
         return self.dropout(F.adaptive_avg_pool2d(x, 1).flatten(1))
-
-    def classify(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.fc(feats[:, :, None, None]).flatten(1)

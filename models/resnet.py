@@ -13,15 +13,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from .base import Net
+from .base import ModelSpec, ResNetBody
 from .builder import Builder
 from .registry import register_model
-
-
-def _scaled(channels: int, width_mult: float) -> int:
-    return max(1, int(round(channels * width_mult)))
 
 
 class BasicBlock(nn.Module):
@@ -70,100 +65,50 @@ class Bottleneck(nn.Module):
         return out.relu_()
 
 
-class ResNet(Net):
-    """The ImageNet ResNet body; subclasses fix the block, the stage depths and the base width."""
+class ResNet(ResNetBody):
+    """The ImageNet ResNet: a 7x7 stride-2 stem with max pooling; subclasses fix the block, the
+    stage depths and the base width."""
 
     block: type = Bottleneck
-    layers: tuple = (3, 4, 6, 3)
+    depths: tuple = (3, 4, 6, 3)
     base_width: int = 64
+    stage_names = ("layer1", "layer2", "layer3", "layer4")
 
-    def __init__(
-        self,
-        builder: Builder,
-        output_size: int = 1000,
-        in_channels: int = 3,
-        model_name: str | None = None,
-        width_mult: float = 1.0,
-        dropout: float = 0.0,
-    ):
-        # model_name and dropout are accepted for the common interface; these models have neither.
-        super().__init__()
-        block = self.block
-        stem = _scaled(64, width_mult)
-        self.inplanes = stem
-        self.conv1 = builder.conv7x7(in_channels, stem, stride=2)
+    def make_stem(self, builder: Builder, spec: ModelSpec) -> int:
+        stem = spec.width(64)
+        self.conv1 = builder.conv7x7(spec.in_channels, stem, stride=2)
         self.bn1 = builder.batchnorm(stem)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        self.layer1 = self._make_layer(builder, _scaled(64, width_mult), self.layers[0])
-        self.layer2 = self._make_layer(builder, _scaled(128, width_mult), self.layers[1], stride=2)
-        self.layer3 = self._make_layer(builder, _scaled(256, width_mult), self.layers[2], stride=2)
-        self.layer4 = self._make_layer(builder, _scaled(512, width_mult), self.layers[3], stride=2)
-        self.num_features = self.inplanes
-        self.fc = builder.conv1x1(self.inplanes, output_size)
+        return stem
 
-    def _make_layer(self, builder: Builder, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.maxpool(self.bn1(self.conv1(x)).relu_())
+
+    def make_stage(self, builder: Builder, planes: int, blocks: int, stride: int) -> nn.Sequential:
         block = self.block
         downsample = None
-        if stride != 1 or self.inplanes != planes * block.expansion:
+        if stride != 1 or self.channels != planes * block.expansion:
             downsample = nn.Sequential(
-                builder.conv1x1(self.inplanes, planes * block.expansion, stride=stride),
+                builder.conv1x1(self.channels, planes * block.expansion, stride=stride),
                 builder.batchnorm(planes * block.expansion),
             )
-        layers = [block(builder, self.inplanes, planes, stride, downsample, base_width=self.base_width)]
-        self.inplanes = planes * block.expansion
+        layers = [block(builder, self.channels, planes, stride, downsample, base_width=self.base_width)]
+        self.channels = planes * block.expansion
         for _ in range(1, blocks):
-            layers.append(block(builder, self.inplanes, planes, base_width=self.base_width))
+            layers.append(block(builder, self.channels, planes, base_width=self.base_width))
         return nn.Sequential(*layers)
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.maxpool(self.bn1(self.conv1(x)).relu_())
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return F.adaptive_avg_pool2d(x, 1).flatten(1)
 
-    def classify(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.fc(feats[:, :, None, None]).flatten(1)
+def _variant(name: str, block: type, depths: tuple, base_width: int, doc: str) -> type:
+    """A registered ResNet with these stages: ``block`` repeated ``depths[i]`` times in stage i."""
+    attrs = {"block": block, "depths": depths, "base_width": base_width, "__doc__": doc, "__module__": __name__, "__qualname__": name}
+    return register_model(type(name, (ResNet,), attrs))
 
 
-@register_model
-class ResNet18(ResNet):
-    """ResNet-18: basic-block stages of 2, 2, 2, 2 blocks (11.7M parameters per endpoint)."""
-
-    block = BasicBlock
-    layers = (2, 2, 2, 2)
-    base_width = 64
-
-
-@register_model
-class ResNet50(ResNet):
-    """ResNet-50: bottleneck stages of 3, 4, 6, 3 blocks (25.6M parameters per endpoint)."""
-
-    block = Bottleneck
-    layers = (3, 4, 6, 3)
-    base_width = 64
-
-
-@register_model
-class WideResNet50_2(ResNet):
-    """Wide ResNet-50-2: ResNet-50 with bottlenecks twice as wide (68.9M parameters per endpoint)."""
-
-    block = Bottleneck
-    layers = (3, 4, 6, 3)
-    base_width = 128
-
-
-@register_model
-class ResNet101(ResNet):
-    """ResNet-101: bottleneck stages of 3, 4, 23, 3 blocks (44.5M parameters per endpoint)."""
-
-    block = Bottleneck
-    layers = (3, 4, 23, 3)
-    base_width = 64
-
-
-@register_model
-class WideResNet101_2(ResNet):
-    """Wide ResNet-101-2: ResNet-101 with bottlenecks twice as wide (126.9M parameters per endpoint)."""
-
-    block = Bottleneck
-    layers = (3, 4, 23, 3)
-    base_width = 128
+ResNet18 = _variant("ResNet18", BasicBlock, (2, 2, 2, 2), 64, "ResNet-18: basic-block stages of 2, 2, 2, 2 blocks (11.7M parameters per endpoint).")
+ResNet50 = _variant("ResNet50", Bottleneck, (3, 4, 6, 3), 64, "ResNet-50: bottleneck stages of 3, 4, 6, 3 blocks (25.6M parameters per endpoint).")
+WideResNet50_2 = _variant("WideResNet50_2", Bottleneck, (3, 4, 6, 3), 128,
+                          "Wide ResNet-50-2: ResNet-50 with bottlenecks twice as wide (68.9M parameters per endpoint).")
+ResNet101 = _variant("ResNet101", Bottleneck, (3, 4, 23, 3), 64, "ResNet-101: bottleneck stages of 3, 4, 23, 3 blocks (44.5M parameters per endpoint).")
+WideResNet101_2 = _variant("WideResNet101_2", Bottleneck, (3, 4, 23, 3), 128,
+                           "Wide ResNet-101-2: ResNet-101 with bottlenecks twice as wide (126.9M parameters per endpoint).")

@@ -12,15 +12,10 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-from .base import Net
+from .base import ModelSpec, ResNetBody
 from .builder import Builder
 from .registry import register_model
-
-
-def _scaled(channels: int, width_mult: float) -> int:
-    return max(1, int(round(channels * width_mult)))
 
 
 def _shortcut(builder: Builder, in_channels: int, out_channels: int, stride: int) -> nn.Sequential:
@@ -38,6 +33,15 @@ class _Block(nn.Module):
         return out.relu_()
 
 
+def _residual_function(builder: Builder, plan: list) -> nn.Sequential:
+    """conv, bn, relu for each ``(conv, in, out, stride)`` of ``plan``, without the last relu
+    (the block adds the shortcut first): the original's indices, convs at 0, 3, 6."""
+    layers = []
+    for conv, c_in, c_out, stride in plan:
+        layers += [conv(c_in, c_out, stride=stride), builder.batchnorm(c_out), nn.ReLU(inplace=True)]
+    return nn.Sequential(*layers[:-1])
+
+
 class BasicBlock(_Block):
     """Two 3x3 convs (ResNet18); ``residual_function`` holds conv, bn, relu, conv, bn."""
 
@@ -46,13 +50,8 @@ class BasicBlock(_Block):
     def __init__(self, in_channels: int, out_channels: int, stride: int, base_width: int, builder: Builder):
         super().__init__()
         out = out_channels * self.expansion
-        self.residual_function = nn.Sequential(
-            builder.conv3x3(in_channels, out_channels, stride=stride),
-            builder.batchnorm(out_channels),
-            nn.ReLU(inplace=True),
-            builder.conv3x3(out_channels, out),
-            builder.batchnorm(out),
-        )
+        plan = [(builder.conv3x3, in_channels, out_channels, stride), (builder.conv3x3, out_channels, out, 1)]
+        self.residual_function = _residual_function(builder, plan)
         self.shortcut = _shortcut(builder, in_channels, out, stride)
 
 
@@ -65,61 +64,34 @@ class BottleNeck(_Block):
         super().__init__()
         width = int(out_channels * (base_width / 64.0))
         out = out_channels * self.expansion
-        self.residual_function = nn.Sequential(
-            builder.conv1x1(in_channels, width),
-            builder.batchnorm(width),
-            nn.ReLU(inplace=True),
-            builder.conv3x3(width, width, stride=stride),
-            builder.batchnorm(width),
-            nn.ReLU(inplace=True),
-            builder.conv1x1(width, out),
-            builder.batchnorm(out),
-        )
+        plan = [(builder.conv1x1, in_channels, width, 1), (builder.conv3x3, width, width, stride), (builder.conv1x1, width, out, 1)]
+        self.residual_function = _residual_function(builder, plan)
         self.shortcut = _shortcut(builder, in_channels, out, stride)
 
 
-class TinyImageNetResNet(Net):
-    """The TinyImageNet ResNet body; subclasses fix the block and the stage depths."""
+class TinyImageNetResNet(ResNetBody):
+    """The TinyImageNet ResNet: a 3x3 stride-1 stem without max pooling, so the first stage keeps
+    the 64x64 resolution; subclasses fix the block and the stage depths."""
 
     block: type = BasicBlock
-    num_block: tuple = (2, 2, 2, 2)
+    depths: tuple = (2, 2, 2, 2)
     base_width: int = 64
+    stage_names = ("conv2_x", "conv3_x", "conv4_x", "conv5_x")
 
-    def __init__(
-        self,
-        builder: Builder,
-        output_size: int = 200,
-        in_channels: int = 3,
-        model_name: str | None = None,
-        width_mult: float = 1.0,
-        dropout: float = 0.0,
-    ):
-        # model_name and dropout are accepted for the common interface; these models have neither.
-        super().__init__()
-        stem = _scaled(64, width_mult)
-        self.conv1 = nn.Sequential(builder.conv3x3(in_channels, stem), builder.batchnorm(stem), nn.ReLU(inplace=True))
-        self.in_channels = stem
-        # 64x64 inputs: the first stage keeps the resolution (stride 1), unlike the ImageNet ResNet.
-        self.conv2_x = self._make_layer(builder, _scaled(64, width_mult), self.num_block[0], 1)
-        self.conv3_x = self._make_layer(builder, _scaled(128, width_mult), self.num_block[1], 2)
-        self.conv4_x = self._make_layer(builder, _scaled(256, width_mult), self.num_block[2], 2)
-        self.conv5_x = self._make_layer(builder, _scaled(512, width_mult), self.num_block[3], 2)
-        self.num_features = self.in_channels
-        self.fc = builder.conv1x1(self.in_channels, output_size)
+    def make_stem(self, builder: Builder, spec: ModelSpec) -> int:
+        stem = spec.width(64)
+        self.conv1 = nn.Sequential(builder.conv3x3(spec.in_channels, stem), builder.batchnorm(stem), nn.ReLU(inplace=True))
+        return stem
 
-    def _make_layer(self, builder: Builder, out_channels: int, num_blocks: int, stride: int) -> nn.Sequential:
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv1(x)
+
+    def make_stage(self, builder: Builder, out_channels: int, num_blocks: int, stride: int) -> nn.Sequential:
         blocks = []
         for s in [stride] + [1] * (num_blocks - 1):
-            blocks.append(self.block(self.in_channels, out_channels, s, self.base_width, builder))
-            self.in_channels = out_channels * self.block.expansion
+            blocks.append(self.block(self.channels, out_channels, s, self.base_width, builder))
+            self.channels = out_channels * self.block.expansion
         return nn.Sequential(*blocks)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv5_x(self.conv4_x(self.conv3_x(self.conv2_x(self.conv1(x)))))
-        return F.adaptive_avg_pool2d(x, 1).flatten(1)
-
-    def classify(self, feats: torch.Tensor) -> torch.Tensor:
-        return self.fc(feats[:, :, None, None]).flatten(1)
 
 
 @register_model
@@ -127,7 +99,7 @@ class TinyImageNetResNet18(TinyImageNetResNet):
     """ResNet-18 for TinyImageNet: basic-block stages of 2, 2, 2, 2 blocks."""
 
     block = BasicBlock
-    num_block = (2, 2, 2, 2)
+    depths = (2, 2, 2, 2)
 
 
 @register_model
@@ -135,4 +107,4 @@ class TinyImageNetResNet50(TinyImageNetResNet):
     """ResNet-50 for TinyImageNet: bottleneck stages of 3, 4, 6, 3 blocks."""
 
     block = BottleNeck
-    num_block = (3, 4, 6, 3)
+    depths = (3, 4, 6, 3)
