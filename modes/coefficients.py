@@ -122,7 +122,25 @@ class CurveCoefficients(LineCoefficients):
         return f"Curves{family}"
 
 
-class BezierCoefficients(LineCoefficients):
+class _OrderedCurve(LineCoefficients):
+    """Base of the mode-connectivity curves: one kind per order ``k >= 1`` (a Bezier curve's degree,
+    a polygonal chain's number of bends) of ``k + extra`` tensors; layer types ``<prefix><family><k>``."""
+
+    prefix: str
+    extra: int
+    order_name: str
+
+    def __init__(self, k: int):
+        if k < 1:
+            raise ValueError(f"{self.prefix}: {self.order_name} must be at least 1, got {k}")
+        self.k = k
+        self.num_tensors = k + self.extra
+
+    def layer_name(self, family: str) -> str:
+        return f"{self.prefix}{family}{self.k}"
+
+
+class BezierCoefficients(_OrderedCurve):
     """A Bezier curve of degree ``k`` (Garipov et al. 2018, Eq. 4 for k = 2): ``k + 1`` tensors,
     the endpoints ``weight`` (alpha = 0) and ``weight1`` (alpha = 1), then the control points
     ``weight2..weight{k}``; the coefficients are the Bernstein polynomials
@@ -130,52 +148,34 @@ class BezierCoefficients(LineCoefficients):
     ``weight{j + 1}``. Degree 2 is the original's curve (CurvesConv), degree 1 a line.
     """
 
-    kind = "bezier"
-
-    def __init__(self, degree: int):
-        if degree < 1:
-            raise ValueError(f"a Bezier curve has degree at least 1, got {degree}")
-        self.degree = degree
-        self.num_tensors = degree + 1
+    kind, prefix, extra, order_name = "bezier", "Bezier", 1, "the degree"
 
     def __call__(self, point: Sequence[float]) -> tuple:
         (alpha,) = point
-        k = self.degree
+        k = self.k
         b = [math.comb(k, j) * alpha**j * (1.0 - alpha) ** (k - j) for j in range(k + 1)]
         return (b[0], b[k], *b[1:k])
 
-    def layer_name(self, family: str) -> str:
-        return f"Bezier{family}{self.degree}"
 
-
-class PolyChainCoefficients(LineCoefficients):
-    """A polygonal chain with ``bends`` bends (Garipov et al. 2018): piecewise linear through
-    ``weight`` (alpha = 0), the bends ``weight2..weight{bends + 1}`` (bend j at alpha = j / (bends + 1))
+class PolyChainCoefficients(_OrderedCurve):
+    """A polygonal chain with ``k`` bends (Garipov et al. 2018): piecewise linear through
+    ``weight`` (alpha = 0), the bends ``weight2..weight{k + 1}`` (bend j at alpha = j / (k + 1))
     and ``weight1`` (alpha = 1)."""
 
-    kind = "polychain"
-
-    def __init__(self, bends: int):
-        if bends < 1:
-            raise ValueError(f"a polygonal chain needs at least 1 bend, got {bends}")
-        self.bends = bends
-        self.num_tensors = bends + 2
+    kind, prefix, extra, order_name = "polychain", "PolyChain", 2, "the number of bends"
 
     def __call__(self, point: Sequence[float]) -> tuple:
         (alpha,) = point
-        segments = self.bends + 1
+        segments = self.k + 1
         s = alpha * segments
         seg = min(max(int(math.floor(s)), 0), segments - 1)  # alpha = 1 ends the last segment
         u = s - seg
-        # Nodes along the chain: weight, weight2, ..., weight{bends+1}, weight1.
+        # Nodes along the chain: weight, weight2, ..., weight{k+1}, weight1.
         order = (0, *range(2, self.num_tensors), 1)
         c = [0.0] * self.num_tensors
         c[order[seg]] += 1.0 - u
         c[order[seg + 1]] += u
         return tuple(c)
-
-    def layer_name(self, family: str) -> str:
-        return f"PolyChain{family}{self.bends}"
 
 
 class SimplexCoefficients(Coefficients):

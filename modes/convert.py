@@ -26,14 +26,8 @@ from utils.checkpoint import state_mismatch, strip_module_prefix
 from utils.errors import UserError, unknown_name
 from utils.modules import unwrap
 
-from .coefficients import (
-    BezierCoefficients,
-    Coefficients,
-    CurveCoefficients,
-    LineCoefficients,
-    PolyChainCoefficients,
-    SimplexCoefficients,
-)
+from .coefficients import (BezierCoefficients, Coefficients, CurveCoefficients, LineCoefficients,
+    PolyChainCoefficients, SimplexCoefficients)
 from .modules import SubspaceLayer, subspace_type
 from .subspace import subspace_coefficients, subspace_layers
 

@@ -25,6 +25,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from args import floats
 from utils.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from utils.errors import UserError
 
@@ -116,18 +117,11 @@ def export_point(checkpoint: "str | Path", point: Sequence[float], out: "str | P
     return out
 
 
-def _floats(text: str) -> tuple:
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command line: one line on stderr and exit status 2 on bad input."""
     p = argparse.ArgumentParser(prog="python -m modes.export", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", help="a checkpoint of a line, curve or simplex (main.py --save)")
-    p.add_argument("--point", type=_floats, required=True, metavar="POINT",
+    p.add_argument("--point", type=floats, required=True, metavar="POINT",
                    help="alpha in [0, 1] for a line or curve; n barycentric coordinates summing to 1 for a simplex")
     p.add_argument("--out", required=True, help="the checkpoint file to write")
     p.add_argument("--update-bn", action="store_true", help="recompute BatchNorm statistics at the point over the training set")

@@ -28,15 +28,8 @@ import torch.nn.functional as F
 from utils.errors import unknown_name
 from utils.registry import Registry
 
-from .coefficients import (
-    BezierCoefficients,
-    Coefficients,
-    CurveCoefficients,
-    LineCoefficients,
-    PolyChainCoefficients,
-    SimplexCoefficients,
-    combine,
-)
+from .coefficients import (BezierCoefficients, Coefficients, CurveCoefficients, LineCoefficients,
+    PolyChainCoefficients, SimplexCoefficients, combine)
 
 StandardConv = nn.Conv2d
 StandardBN = nn.BatchNorm2d
@@ -189,13 +182,17 @@ def _default_init(layer: nn.Module, name: str, p: torch.Tensor) -> None:
         nn.init.uniform_(p, -bound, bound)
 
 
-class SubspaceConvNd(SubspaceLayer):
-    """Mixin of the subspace convolutions (any dimension): the plain conv's computation
-    (``_conv_forward``) with the weight and bias at the current point."""
+class _WeightAtPoint(SubspaceLayer):
+    """A conv or linear subspace layer: ``get_weight()`` (the original's name) is its weight at the point."""
 
     def get_weight(self) -> torch.Tensor:
-        """The conv weight at the current point."""
+        """The weight at the current point."""
         return self.combined("weight")
+
+
+class SubspaceConvNd(_WeightAtPoint):
+    """Mixin of the subspace convolutions (any dimension): the plain conv's computation
+    (``_conv_forward``) with the weight and bias at the current point."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._conv_forward(x, self.get_weight(), self.combined("bias"))
@@ -209,12 +206,8 @@ class SubspaceConv(SubspaceConvNd, nn.Conv2d):
         self._add_endpoints(("weight", "bias"), functools.partial(_default_init, self))
 
 
-class SubspaceLinearForward(SubspaceLayer):
+class SubspaceLinearForward(_WeightAtPoint):
     """Mixin of the subspace linear layers: ``F.linear`` with the weight and bias at the point."""
-
-    def get_weight(self) -> torch.Tensor:
-        """The linear weight at the current point."""
-        return self.combined("weight")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.linear(x, self.get_weight(), self.combined("bias"))
@@ -289,34 +282,19 @@ for _family, _plain in (("Conv", nn.Conv2d), ("BN", nn.BatchNorm2d), ("Linear", 
     LAYER_TYPES[_family].register(_plain, name=f"Standard{_family}")
 
 
-@LAYER_TYPES["Conv"].register
-class LinesConv(SubspaceConv):
-    coefficients = LineCoefficients()
+_FAMILY_BASES = {"Conv": SubspaceConv, "BN": SubspaceBN, "Linear": SubspaceLinear}
 
 
-@LAYER_TYPES["BN"].register
-class LinesBN(SubspaceBN):
-    coefficients = LineCoefficients()
+def _named_type(coefficients: Coefficients, family: str) -> type:
+    """The layer type ``coefficients.layer_name(family)`` (``LinesConv`` ...), registered for its flag."""
+    name = coefficients.layer_name(family)
+    attrs = {"coefficients": coefficients, "__module__": __name__, "__qualname__": name}
+    return LAYER_TYPES[family].register(type(name, (_FAMILY_BASES[family],), attrs))
 
 
-@LAYER_TYPES["Linear"].register
-class LinesLinear(SubspaceLinear):
-    coefficients = LineCoefficients()
-
-
-@LAYER_TYPES["Conv"].register
-class CurvesConv(SubspaceConv):
-    coefficients = CurveCoefficients()
-
-
-@LAYER_TYPES["BN"].register
-class CurvesBN(SubspaceBN):
-    coefficients = CurveCoefficients()
-
-
-@LAYER_TYPES["Linear"].register
-class CurvesLinear(SubspaceLinear):
-    coefficients = CurveCoefficients()
+# The original's lines (paper, Section 3: two endpoints) and curves (quadratic Bezier, three tensors).
+LinesConv, LinesBN, LinesLinear = (_named_type(LineCoefficients(), f) for f in ("Conv", "BN", "Linear"))
+CurvesConv, CurvesBN, CurvesLinear = (_named_type(CurveCoefficients(), f) for f in ("Conv", "BN", "Linear"))
 
 
 class SimplexConv(SubspaceConv):
@@ -339,7 +317,6 @@ _PARAM_KINDS = {
     "Bezier": (BezierCoefficients, 1, "degree k >= 1"),
     "PolyChain": (PolyChainCoefficients, 1, "k >= 1 bends"),
 }
-_FAMILY_BASES = {"Conv": SubspaceConv, "BN": SubspaceBN, "Linear": SubspaceLinear}
 _SIMPLEX_BASES = {"Conv": SimplexConv, "BN": SimplexBN, "Linear": SimplexLinear}
 _PARAM_RE = re.compile(r"^(Simplex|Bezier|PolyChain)(Conv|BN|Linear)(\d+)$")
 
