@@ -18,29 +18,36 @@ from typing import Optional, Sequence
 from utils.errors import UserError
 
 
+class ListError(ValueError, argparse.ArgumentTypeError):
+    """A list flag's value that is not a list of its kind; argparse prints it as the flag's error."""
+
+
 def _split(text: str, convert, kind: str, example: str) -> tuple:
     """The comma-separated items of a list flag; an empty item (``0.5,,1``, ``,``, ``""``) is a mistake."""
     items = text.split(",")
     if any(a.strip() == "" for a in items):
-        raise ValueError(f"has an empty item; separate the values by single commas, e.g. {example}")
+        raise ListError(f"has an empty item; separate the values by single commas, e.g. {example}")
     out = []
     for a in items:
         try:
             out.append(convert(a))
         except ValueError:
-            raise ValueError(f"has {a!r}, which is not {kind}; e.g. {example}") from None
+            raise ListError(f"has {a!r}, which is not {kind}; e.g. {example}") from None
     return tuple(out)
 
 
-def _ints(text: str) -> tuple:
+def ints(text: str) -> tuple:
+    """``"1,2"`` -> ``(1, 2)``; a :class:`ListError` names the bad item."""
     return _split(text, int, "a whole number", "1,2")
 
 
-def _floats(text: str) -> tuple:
+def floats(text: str) -> tuple:
+    """``"0,0.5"`` -> ``(0.0, 0.5)``; a :class:`ListError` names the bad item."""
     return _split(text, float, "a number", "0,0.5,1")
 
 
-def _strs(text: str) -> tuple:
+def strs(text: str) -> tuple:
+    """``"a.pt,b.pt"`` -> ``("a.pt", "b.pt")``; an empty item is a :class:`ListError`."""
     return _split(text, str, "a name", "a.pt,b.pt")
 
 
@@ -92,11 +99,11 @@ class Settings:
     beta: float = _opt(-1.0, "weight of the cosine regulariser (Eq. 3); <= 0 turns it off (the paper uses 1)")
     layerwise: bool = _opt(False, "draw one point per layer instead of one for the whole network", action="store_true")
     num_samples: int = _opt(1, "points drawn per batch, each on its own part of the batch (appendix B)")
-    init_endpoints: Optional[tuple] = _opt(None, "mode connectivity: checkpoints of trained standard networks loaded as the endpoints (alpha = 0 and 1 of a line or curve, or a simplex's vertices), comma separated; a curve's control points or bends start on the straight line between them", type=_strs, metavar="CKPT,...")
+    init_endpoints: Optional[tuple] = _opt(None, "mode connectivity: checkpoints of trained standard networks loaded as the endpoints (alpha = 0 and 1 of a line or curve, or a simplex's vertices), comma separated; a curve's control points or bends start on the straight line between them", type=strs, metavar="CKPT,...")
     fix_endpoints: bool = _opt(False, "with --init-endpoints: keep the loaded endpoints fixed (no gradient, no update, no weight decay) and train only the curve's inner tensors", action="store_true")
     alpha0: float = _opt(0.0, "evaluation: point of the second model of the pair (eval_one_dim_subspaces)")
     alpha1: float = _opt(1.0, "evaluation: point of the first model of the pair, written as curr_acc1")
-    alphas: Optional[tuple] = _opt(None, "evaluation grid, e.g. 0,0.05,...,1: every pair (a, 1-a) evaluated in one run, one row each", type=_floats, metavar="A,B,...")
+    alphas: Optional[tuple] = _opt(None, "evaluation grid, e.g. 0,0.05,...,1: every pair (a, 1-a) evaluated in one run, one row each", type=floats, metavar="A,B,...")
     update_bn: bool = _opt(False, "evaluation: recompute BatchNorm statistics at each evaluated point", action="store_true")
     train_update_bn: bool = _opt(False, "training: recompute BatchNorm statistics at the midpoint before each test", action="store_true")
     t: Optional[float] = _opt(None, "swa_endpoint_ensembles: network j is t * w_j + (1 - t) / (N - 1) * sum_{i != j} w_i, in [0, 1] (required there); linestats_swa: the point (1 - t) * w_a + t * w_b, i.e. --alpha1 (the original's t); default: unset", metavar="T")
@@ -126,7 +133,7 @@ class Settings:
     swag_rank: Optional[int] = _opt(None, "SWA training: also collect SWAG statistics (Maddox et al. 2019) at every averaging epoch -- the second moment and the last K deviations from the running mean -- for --trainer swag; K >= 2 (the SWAG paper uses 20); default: unset (no SWAG statistics)", metavar="K")
     swag_samples: int = _opt(30, "swag: networks drawn from the SWAG Gaussian, whose predicted probabilities are averaged (the SWAG paper's 30)", metavar="S")
     swag_scale: float = _opt(0.5, "swag: variance scale of the draws, w = mean + sqrt(scale) * (sqrt(diag var) * z1 + D z2 / sqrt(K - 1)), as SWAG's code; 0.5 is the SWAG paper's 1/sqrt(2)", metavar="SCALE")
-    swa_save_epochs: Optional[tuple] = _opt(None, "SWA baseline: keep a copy of the trained network after each of these epochs (in models[2:], as the original's snapshots)", type=_ints, metavar="E,E,...")
+    swa_save_epochs: Optional[tuple] = _opt(None, "SWA baseline: keep a copy of the trained network after each of these epochs (in models[2:], as the original's snapshots)", type=ints, metavar="E,E,...")
 
     # --- runs, logging, checkpoints ---------------------------------------------------------------
     name: str = _opt("default", "run name, key=value pairs joined by '+' (e.g. id=lines+seed=0)")
@@ -134,17 +141,17 @@ class Settings:
     seed: int = _opt(1, "random seed", metavar="S")
     save: bool = _opt(False, "save checkpoints, TensorBoard logs and settings in <log-dir>/<name>+try=<i>/", action="store_true")
     save_data: bool = _opt(False, "save the results row (and run folder) without checkpoints", action="store_true")
-    save_epochs: Optional[tuple] = _opt(None, "epochs after which to save a checkpoint", type=_ints, metavar="E,E,...")
-    save_iters: Optional[tuple] = _opt(None, "iterations (steps, counted from 0 over the run) after which to save a checkpoint; a run resumed from one continues mid-epoch exactly", type=_ints, metavar="I,I,...")
+    save_epochs: Optional[tuple] = _opt(None, "epochs after which to save a checkpoint", type=ints, metavar="E,E,...")
+    save_iters: Optional[tuple] = _opt(None, "iterations (steps, counted from 0 over the run) after which to save a checkpoint; a run resumed from one continues mid-epoch exactly", type=ints, metavar="I,I,...")
     checkpoint_every_minutes: Optional[float] = _opt(None, "with --save: also checkpoint mid-epoch every this many minutes (resumable exactly)", metavar="M")
-    resume: Optional[tuple] = _opt(None, "checkpoint(s) to resume from, comma separated (ensembles: one per member)", type=_strs, metavar="CKPT,...")
+    resume: Optional[tuple] = _opt(None, "checkpoint(s) to resume from, comma separated (ensembles: one per member)", type=strs, metavar="CKPT,...")
     pretrained: bool = _opt(False, "with --resume: load the weights only and start from epoch 0", action="store_true")
     test_freq: Optional[int] = _opt(None, "test every this many epochs (and at the last)")
     log_interval: int = _opt(10, "batches between logged training losses", metavar="N")
 
     # --- hardware -------------------------------------------------------------------------------
     device: str = _opt("cpu", "device: cpu, cuda or cuda:<i>")
-    multigpu: Optional[tuple] = _opt(None, "GPU ids, e.g. 0,1: one DistributedDataParallel process per GPU, spawned here (as torchrun would; implies --device cuda)", type=_ints, metavar="G,G,...")
+    multigpu: Optional[tuple] = _opt(None, "GPU ids, e.g. 0,1: one DistributedDataParallel process per GPU, spawned here (as torchrun would; implies --device cuda)", type=ints, metavar="G,G,...")
     sync_bn: bool = _opt(False, "DDP (torchrun/--multigpu): BatchNorm statistics over the global batch, subspace BatchNorm included", action="store_true")
     point_per_rank: bool = _opt(False, "DDP: each process trains its own random point of the subspace at each step (appendix B's samples per batch, at no extra cost); default: all train the same point", action="store_true")
     workers: int = _opt(4, "data loading worker processes (image folders)")

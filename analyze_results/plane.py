@@ -39,6 +39,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from args import ints  # noqa: E402
 from modes import SimplexCoefficients, load_endpoints, plain_state_dict, subspace_coefficients, subspace_layers  # noqa: E402
 from utils.errors import UserError  # noqa: E402
 from utils.io import atomic_write, atomic_write_text  # noqa: E402
@@ -298,18 +299,11 @@ def _plane_plot(checkpoints, out_dir, name, grid, margin, tensors, data, device)
     return plane
 
 
-def _ints(text: str) -> tuple:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of integers") from None
-
-
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command line: one line on stderr and exit status 2 on bad input."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("checkpoints", nargs="+", help="one curve or simplex checkpoint, or three standard networks")
-    p.add_argument("--tensors", type=_ints, default=(0, 1, 2), metavar="I,J,K", help="with one checkpoint: its three tensors (default 0,1,2: a curve's ends and first bend)")
+    p.add_argument("--tensors", type=ints, default=(0, 1, 2), metavar="I,J,K", help="with one checkpoint: its three tensors (default 0,1,2: a curve's ends and first bend)")
     p.add_argument("--grid", type=int, default=11, metavar="N", help="N x N grid points (default 11)")
     p.add_argument("--margin", type=float, default=0.2, help="grid margin beyond the three points, as a fraction of their extent (default 0.2)")
     p.add_argument("--out", help="folder for the figure (default: the first checkpoint's folder)")
