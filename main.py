@@ -66,8 +66,32 @@ def check_settings(s: Settings) -> Settings:
     """Validate the flags (no data or model needed) and resolve what they imply: ``--n`` from
     ``SimplexConv<n>``, the trainer's own adjustments, the channels-last default.
 
-    Config scripts call this once per run when they plan a sweep; :func:`main` calls it once.
+    :func:`main` calls it once; a config script's sweep calls its two parts itself (it fills in the
+    checkpoints a run needs between them), then :func:`run_checked`.
     """
+    s = check_flags(s)
+    check_checkpoint_flags(s)
+    return s
+
+
+def check_checkpoint_flags(s: Settings) -> None:
+    """The flags that go with checkpoints: ``--pretrained`` and ``--epochs 0`` need ``--resume``,
+    ``--fix-endpoints`` needs ``--init-endpoints``, which the trainer must take."""
+    trainer_cls = TRAINERS.get(s.trainer)
+    if s.pretrained and not s.resume:
+        raise UserError("--pretrained loads weights from --resume; pass --resume CKPT too")
+    if s.fix_endpoints and not s.init_endpoints:
+        raise UserError("--fix-endpoints fixes the endpoints that --init-endpoints loads; pass --init-endpoints A.pt,B.pt too")
+    if s.init_endpoints and not trainer_cls.takes_endpoints:
+        takes = ", ".join(name for name, cls in TRAINERS.items() if cls.takes_endpoints)
+        raise UserError(f"--trainer {s.trainer} does not take --init-endpoints; pass --trainer {takes}")
+    if s.epochs == 0 and trainer_cls.trains and not s.resume:
+        raise UserError("--epochs 0 trains nothing; pass --epochs N >= 1 (or --resume CKPT to evaluate a checkpoint)")
+
+
+def check_flags(s: Settings) -> Settings:
+    """:func:`check_settings` less :func:`check_checkpoint_flags`: what a sweep checks of a run
+    before it looks for the checkpoints the run needs."""
     check_values(s)
     if s.epochs < 0:
         raise UserError(f"--epochs {s.epochs} is negative; pass --epochs N with N >= 0")
@@ -83,21 +107,12 @@ def check_settings(s: Settings) -> Settings:
     for flag, a in [("--alpha0", s.alpha0), ("--alpha1", s.alpha1)] + [("--alphas", a) for a in (s.alphas or ())]:
         if not 0.0 <= a <= 1.0:
             raise UserError(f"{flag} {a} is outside [0, 1]; points of a line or curve have alpha in [0, 1]")
-    if s.pretrained and not s.resume:
-        raise UserError("--pretrained loads weights from --resume; pass --resume CKPT too")
     if s.checkpoint_every_minutes is not None and s.checkpoint_every_minutes <= 0:
         raise UserError(f"--checkpoint-every-minutes {s.checkpoint_every_minutes} must be positive")
     s = apply_aliases(s)
     trainer_cls = TRAINERS.get(s.trainer)
     check_own_settings(trainer_cls, s)
-    if s.fix_endpoints and not s.init_endpoints:
-        raise UserError("--fix-endpoints fixes the endpoints that --init-endpoints loads; pass --init-endpoints A.pt,B.pt too")
-    if s.init_endpoints and not trainer_cls.takes_endpoints:
-        takes = ", ".join(name for name, cls in TRAINERS.items() if cls.takes_endpoints)
-        raise UserError(f"--trainer {s.trainer} does not take --init-endpoints; pass --trainer {takes}")
     s = trainer_cls.adjust_settings(s)
-    if s.epochs == 0 and trainer_cls.trains and not s.resume:
-        raise UserError("--epochs 0 trains nothing; pass --epochs N >= 1 (or --resume CKPT to evaluate a checkpoint)")
     get_schedule(s.lr_policy, s)
     OPTIMIZERS.get(s.optimizer)
     s = _check_layer_types(s)
@@ -224,7 +239,7 @@ def build_models(s: Settings, data, trainer: Trainer, state_dicts: list) -> list
     """The run's models, loaded from ``--resume``, checked and assembled by the trainer (still on the CPU)."""
     if trainer.models_from_checkpoints:
         check_same_architecture(state_dicts)
-    nets = [build_model(s, data) for _ in range(s.num_models)]
+    nets = [build_model(s, data) for _ in range(trainer.models_to_build())]
     trainer.prepare_models(nets)
     for net, (path, sd) in zip(nets, state_dicts):
         load_model_state(net, sd, path)
@@ -294,7 +309,11 @@ def place_models(s: Settings, nets: list, device: torch.device, world: distribut
 
 def main(settings: Settings) -> RunSummary:
     """Run one training or evaluation as ``settings`` describe; return its results."""
-    s = check_settings(settings)
+    return run_checked(check_settings(settings))
+
+
+def run_checked(s: Settings) -> RunSummary:
+    """Run settings that :func:`check_settings` returned, once the log folder is found fit for them."""
     if s.save or s.save_data:
         check_log_dir(s.log_dir)  # a log folder that cannot take the run fails before anything is made
     return run(s)

@@ -21,7 +21,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import functools
 import json
+import os
 import re
 import sys
 import time
@@ -33,7 +35,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # for `import main` when this module is imported from a script
     sys.path.insert(0, str(REPO_ROOT))
 
-from args import Settings, _floats, _ints, replace  # noqa: E402  (the list parsers of main.py's flags)
+from args import Settings, floats, ints, replace  # noqa: E402  (the list parsers of main.py's flags)
 from utils.errors import UserError  # noqa: E402
 from utils.results import read_results  # noqa: E402
 
@@ -50,6 +52,16 @@ EVAL_CONNECT = "eval-mode-connectivity"
 
 # Figure 4's grid: alpha0 in 0, 0.05, ..., 1 (the original's list, without its repeated 0.5).
 ALPHAS = tuple(round(i * 0.05, 2) for i in range(21))
+# The config scripts every data set folder has (experiment_configs/<data set>/<this>.py), in the
+# order a whole reproduction runs them: every evaluation after the training it reads.
+CONFIG_SCRIPTS = (
+    "ensembles/train_ensemble_members", "ensembles/eval_ensembles", "ensembles/eval_average_weights",
+    "one_dimensional_subspaces/train_lines", "one_dimensional_subspaces/train_lines_layerwise",
+    "one_dimensional_subspaces/train_curves", "one_dimensional_subspaces/eval_lines",
+    "one_dimensional_subspaces/eval_lines_layerwise", "one_dimensional_subspaces/eval_curves",
+    "one_dimensional_subspaces/eval_linestats_swa", "simplexes/train_simplexes", "simplexes/train_simplexes_layerwise",
+    "swa/train_swa", "swa/train_swag", "swa/eval_swag",
+)
 
 # Settings that say where or how a run executes, not what it computes: two attempts that differ
 # only in these are the same run (``resume`` is compared for evaluations, see :func:`plan`).
@@ -188,11 +200,11 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
     add = p.add_argument
     add("--data", help="folder holding the data sets (default: the config's, ~/data)")
     add("--log-dir", help="results root of this data set (default: learning-subspaces-results/<dataset> in the repo)")
-    add("--seeds", type=_ints, metavar="S,S,...", help="seeds to run (default: the config's, 0,1)")
+    add("--seeds", type=ints, metavar="S,S,...", help="seeds to run (default: the config's, 0,1)")
     add("--epochs", type=int, metavar="N", help="training epochs (default: the config's; the warm-up is cut to at most N - 1)")
-    add("--n", type=_ints, metavar="N,N,...", help="simplex sizes (number of endpoints) to run")
-    add("--label-noise", type=_floats, metavar="F,F,...", help="label-noise levels to run (default: 0.0)")
-    add("--alphas", type=_floats, metavar="A,A,...", help="evaluation grid of alpha0 (default: 0,0.05,...,1)")
+    add("--n", type=ints, metavar="N,N,...", help="simplex sizes (number of endpoints) to run")
+    add("--label-noise", type=floats, metavar="F,F,...", help="label-noise levels to run (default: 0.0)")
+    add("--alphas", type=floats, metavar="A,A,...", help="evaluation grid of alpha0 (default: 0,0.05,...,1)")
     add("--device", help="cpu, cuda or cuda:<i> (default: cuda when available)")
     add("--threads", type=int, metavar="N", help="CPU threads for PyTorch")
     add("--dry-run", action="store_true", help="list the runs and whether each is done, resumable or new; run nothing")
@@ -354,12 +366,18 @@ def checkpoints(run_dir: Path) -> list:
 
 
 def _normalise(s: Settings) -> Settings:
-    """The settings as main.py records them (``--n`` inferred, SWA's trainer and model count)."""
-    from main import check_settings
+    """The settings as main.py records them (``--n`` inferred, SWA's trainer and model count),
+    checked but for the checkpoints, which :func:`plan` finds next; once per distinct settings
+    and process count (a run is planned again under its lock, and its training runs by every
+    evaluation they feed)."""
+    return _checked(s, os.environ.get("WORLD_SIZE", "1"))
 
-    # --pretrained needs --resume and --fix-endpoints needs --init-endpoints, which a run gets only
-    # once the checkpoints it needs are found.
-    return replace(check_settings(replace(s, pretrained=False, fix_endpoints=False)), pretrained=s.pretrained, fix_endpoints=s.fix_endpoints)
+
+@functools.lru_cache(maxsize=None)
+def _checked(s: Settings, world_size: str) -> Settings:
+    from main import check_flags
+
+    return check_flags(s)
 
 
 def same_run(saved: dict, s: Settings, ignore: frozenset = NOT_IDENTITY) -> bool:
@@ -426,7 +444,10 @@ class Plan:
 
 
 def plan(run: Run, cfg: Config) -> Plan:
-    """Decide what to do with ``run``: skip, resume or start it (and resolve its checkpoints)."""
+    """Decide what to do with ``run``: skip, resume or start it (and resolve its checkpoints); the
+    settings of a Plan are checked as :func:`main.check_settings` checks them."""
+    from main import check_checkpoint_flags
+
     s = _normalise(run.settings)
     if run.needs:
         paths = [final_checkpoint(t) for t in run.needs]
@@ -434,6 +455,7 @@ def plan(run: Run, cfg: Config) -> Plan:
         if missing:
             return Plan("new", s, "needs training first", missing=missing)
         s = replace(s, **{run.needs_as: tuple(str(p) for p in paths)})
+    check_checkpoint_flags(s)
     tries = attempts(s, NOT_IDENTITY - {"resume"} if run.needs and run.needs_as == "resume" else NOT_IDENTITY)
     if cfg.force:
         return Plan("new", s, "rerun (--force)" if tries else "new")
@@ -549,11 +571,11 @@ def _execute(runs: Sequence[Run], cfg: Config) -> list:
 
 def run_planned(p: Plan, cfg: Config) -> tuple:
     """``(summary, seconds)`` of ``main.main`` on a planned run; prunes its intermediate checkpoints."""
-    from main import main
+    from main import run_checked
 
     start = time.time()
     with _output(cfg, p.settings):
-        summary = main(p.settings)
+        summary = run_checked(p.settings)  # checked once, when the run was planned
     if p.settings.save and not cfg.keep_checkpoints:
         prune(p.settings)
     return summary, time.time() - start

@@ -23,6 +23,7 @@ from utils.evaluation import predict
 from utils.metrics import accuracy, classification_metrics, feature_cossim, tv_distance
 from utils.results import read_results
 from utils.seed import make_generator
+from tests.helpers import CountingBN, cli, final_ckpt, train_members
 
 SMALL = ["--set", "Digits", "--batch-size", "128", "--width-mult", "0.5"]
 # NCHW as the direct computations (channels-last agrees up to float rounding: tests/test_eval.py).
@@ -32,23 +33,10 @@ EVAL = ["--no-channels-last", "--epochs", "0", "--pretrained", "--save-data"]
 ONE_IMAGE = 1 / 360 + 1e-6
 
 
-def cli(argv) -> int:
-    return main_mod.cli([str(a) for a in argv])
-
-
-def final_ckpt(run_dir: Path) -> Path:
-    return max(run_dir.glob("epoch_*_iter_*.pt"), key=lambda p: int(p.name.split("_")[1]))
-
-
 @pytest.fixture(scope="module")
 def members(tmp_path_factory) -> list:
     """Three standard networks trained independently (seeds 1, 2, 3) for one epoch."""
-    log = tmp_path_factory.mktemp("members")
-    paths = []
-    for seed in (1, 2, 3):
-        assert cli(SMALL + ["--epochs", "1", "--seed", seed, "--save", "--log-dir", log, "--name", f"m{seed}"]) == 0
-        paths.append(final_ckpt(log / f"m{seed}+try=0"))
-    return paths
+    return train_members(tmp_path_factory.mktemp("members"), SMALL + ["--epochs", "1"], (1, 2, 3))
 
 
 def state(path: Path, i: int = 0) -> dict:
@@ -193,10 +181,14 @@ def simplex_ckpt(tmp_path_factory) -> Path:
 
 
 @pytest.mark.parametrize("layerwise", [False, True])
-def test_simplex_ensembles(simplex_ckpt, tmp_path, layerwise):
+def test_simplex_ensembles(simplex_ckpt, tmp_path, layerwise, monkeypatch):
+    """K random points of one simplex, ensembled: the simplex is built once, not K times."""
+    built, build = [], main_mod.build_model
+    monkeypatch.setattr(main_mod, "build_model", lambda *a: built.append(1) or build(*a))
     argv = ["--conv-type", "SimplexConv3", "--bn-type", "SimplexBN3", "--trainer", "simplex_ensembles", "--resume", simplex_ckpt,
             "--num-models", "3", "--seed", "4", "--name", "sxe"] + (["--layerwise"] if layerwise else [])
     (row,) = run_rows(argv, tmp_path)
+    assert len(built) == 1
     hand = ByHand("SimplexConv3", "SimplexBN3", seed=4).load(state(simplex_ckpt))
     layers = subspace_layers(hand.net)
     gen = make_generator(4, "simplex_ensembles")
@@ -218,15 +210,6 @@ def test_simplex_ensembles(simplex_ckpt, tmp_path, layerwise):
 
 
 # --- linestats_swa ---------------------------------------------------------------------------------
-
-
-class CountingBN:
-    def __init__(self):
-        self.calls = 0
-
-    def __call__(self, loader, model, device=None):
-        self.calls += 1
-        update_bn(loader, model, device)
 
 
 def test_linestats_swa_grid_and_pair(members, tmp_path, monkeypatch):

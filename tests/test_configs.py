@@ -18,31 +18,13 @@ import torch
 
 from args import replace
 from experiment_configs import sweep
-from experiment_configs.sweep import ALPHAS, execute, make_config, run_cli
+from experiment_configs.sweep import ALPHAS, CONFIG_SCRIPTS as SCRIPTS, execute, make_config, run_cli
 from main import check_settings
 from utils.checkpoint import load_checkpoint
 from utils.results import append_rows, read_results
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("digits", "cifar10", "tinyimagenet", "imagenet")
-# In the order a sweep must run them (evaluations after their training).
-SCRIPTS = (
-    "ensembles/train_ensemble_members",
-    "ensembles/eval_ensembles",
-    "ensembles/eval_average_weights",
-    "one_dimensional_subspaces/train_lines",
-    "one_dimensional_subspaces/train_lines_layerwise",
-    "one_dimensional_subspaces/train_curves",
-    "one_dimensional_subspaces/eval_lines",
-    "one_dimensional_subspaces/eval_lines_layerwise",
-    "one_dimensional_subspaces/eval_curves",
-    "one_dimensional_subspaces/eval_linestats_swa",
-    "simplexes/train_simplexes",
-    "simplexes/train_simplexes_layerwise",
-    "swa/train_swa",
-    "swa/train_swag",
-    "swa/eval_swag",
-)
 
 
 def config(ds: str, script: str):
@@ -206,6 +188,23 @@ def test_changed_settings_make_a_new_run_and_force_reruns(tmp_path):
     assert sweep.final_checkpoint(trained).parent.name.endswith("+try=2")
     assert sweep.final_checkpoint(replace(trained, epochs=2)).parent.name.endswith("+try=1")
     assert len(read_results(tmp_path / "one-dimensional-subspaces" / "results.csv")) == 3
+
+
+def test_a_sweep_checks_each_run_once(tmp_path, monkeypatch):
+    """Planning checks a run's flags (main.check_flags, once per distinct settings, though a run is
+    planned again under its lock and a training run once more for each evaluation it feeds);
+    running it does not check them again (main.run_checked, not main.main)."""
+    import main as main_mod
+
+    seen, real = [], main_mod.check_flags
+    monkeypatch.setattr(main_mod, "check_flags", lambda s: seen.append(s) or real(s))
+    monkeypatch.setattr(main_mod, "check_settings", lambda s: pytest.fail("a planned run was checked again"))
+    sweep._checked.cache_clear()
+    cfg = _lines_cfg(tmp_path)
+    train, evaluate = config("digits", "one_dimensional_subspaces/train_lines"), config("digits", "one_dimensional_subspaces/eval_lines")
+    assert len(execute(list(train.runs(cfg)), cfg)) == 1
+    assert len(execute(list(evaluate.runs(cfg)), cfg)) == 1
+    assert len(seen) == len(set(seen)) == 2  # the training run's settings and the evaluation's
 
 
 # --- every config in smoke mode, and the Digits pipeline -----------------------------------------

@@ -14,31 +14,22 @@ from __future__ import annotations
 
 from args import replace
 from utils.bn import update_bn
-from utils.errors import UserError
 from utils.seed import make_generator
 from utils.weights import combine_weights, random_coefficients, set_weights, uniform_coefficients
 
-from .base import TRAINERS, RunContext, TestResult, Trainer
-from .evaluate import Evaluator, point_metrics
+from .base import TRAINERS, RunContext, TestResult
+from .evaluate import Evaluator, MembersTrainer, point_metrics
 
 
 @TRAINERS.register
-class AverageWeights(Trainer):
+class AverageWeights(MembersTrainer):
     """The uniform average of the ``--resume`` networks' weights, BatchNorm recomputed, tested."""
 
     name = "average_weights"
-    kinds = ("standard",)
-    trains = False
-    models_from_checkpoints = True  # one network per state dict in --resume
 
     @classmethod
     def adjust_settings(cls, s):
         return replace(s, update_bn=True)  # the combined network's statistics are always recomputed
-
-    def check(self, models: list) -> None:
-        super().check(models)
-        if len(models) < 2:
-            raise UserError(f"{self.name} combines at least two networks, got {len(models)}; pass --resume a.pt,b.pt[,...]")
 
     def coefficients(self, model, n: int) -> dict:
         """Each parameter's weights of the n networks."""

@@ -121,8 +121,9 @@ class Trainer:
     "line", "curve", "simplex") and implement ``test`` and, to train, ``loss`` or ``train``.
 
     Hooks the run loop calls, in order: :meth:`adjust_settings` (class method, on the parsed
-    settings), the constructor, :meth:`check`, :meth:`prepare_models`, :meth:`init`, then per
-    epoch :meth:`learning_rate`, :meth:`train`, :meth:`test`; :meth:`state_dict` /
+    settings), the constructor, :meth:`load_checkpoints`, :meth:`models_to_build`,
+    :meth:`prepare_models`, :meth:`check`, :meth:`assemble`, :meth:`init`, then per epoch
+    :meth:`learning_rate`, :meth:`train`, :meth:`test`; :meth:`state_dict` /
     :meth:`load_state_dict` carry any state of the trainer's own through checkpoints.
     """
 
@@ -157,6 +158,11 @@ class Trainer:
     def load_checkpoints(self, checkpoints: list) -> None:
         """Read what the trainer needs from the ``--resume`` checkpoints besides the weights (e.g.
         SWAG statistics), with or without ``--pretrained``; called before the models are built."""
+
+    def models_to_build(self) -> int:
+        """How many networks the run builds: ``--num-models`` (an evaluation that sets one network
+        to several points builds one)."""
+        return self.settings.num_models
 
     def prepare_models(self, models: list) -> None:
         """Adjust the freshly built models before their ``--resume`` weights are loaded."""

@@ -12,28 +12,18 @@ names of the line evaluation's pair ensembles) and each member's ``model_{i}_acc
 """
 from __future__ import annotations
 
-
 from utils.bn import update_bn
-from utils.errors import UserError
 from utils.metrics import pairwise_stats
 
-from .base import TRAINERS, RunContext, TestResult, Trainer
-from .evaluate import EvalBatches, Evaluator, each_member_metrics, members_metrics
+from .base import TRAINERS, RunContext, TestResult
+from .evaluate import EvalBatches, Evaluator, MembersTrainer, each_member_metrics, members_metrics
 
 
 @TRAINERS.register
-class EnsembleTrainer(Trainer):
+class EnsembleTrainer(MembersTrainer):
     """Evaluates the ensemble of the models in ``--resume a.pt,b.pt,...`` (one member per state dict)."""
 
     name = "ensemble"
-    kinds = ("standard",)
-    trains = False
-    models_from_checkpoints = True  # one model per state dict in --resume
-
-    def check(self, models: list) -> None:
-        super().check(models)
-        if not self.settings.resume or len(models) < 2:
-            raise UserError(f"an ensemble needs at least two members, got {len(self.settings.resume or ())} checkpoint(s); pass --resume a.pt,b.pt")
 
     def test(self, ctx: RunContext, epoch: int) -> TestResult:
         s = self.settings

@@ -16,17 +16,31 @@ import torch
 import torch.nn as nn
 
 from modes import set_point
-from utils.modules import unwrap
+from utils.errors import UserError
 from utils.evaluation import CachedBatches, Predictions, predict
 from utils.metrics import classification_metrics, ensemble_metrics
+from utils.modules import unwrap
 
-from .base import RunContext
+from .base import RunContext, Trainer
 
 # The epoch whose shuffle and augmentation the BatchNorm batches of an evaluation use: fixed, so
 # that a single-pair run and a grid run (or two runs of one checkpoint) draw the same batches.
 EVAL_BN_EPOCH = 0
 
 BNUpdate = Callable[[object, nn.Module, torch.device], None]
+
+
+class MembersTrainer(Trainer):
+    """An evaluation of two or more trained standard networks, one per ``--resume`` state dict."""
+
+    kinds = ("standard",)
+    trains = False
+    models_from_checkpoints = True  # one network per state dict in --resume
+
+    def check(self, models: list) -> None:
+        super().check(models)
+        if len(models) < 2:
+            raise UserError(f"{self.name} needs at least two networks, got {len(models)}; pass --resume a.pt,b.pt[,...]")
 
 
 def point_key(point: Optional[Sequence[float]]) -> Optional[tuple]:

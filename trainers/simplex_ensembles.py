@@ -43,8 +43,8 @@ class SimplexEnsembles(Trainer):
         if len(self.settings.resume or ()) != 1:
             raise UserError(f"{self.name} evaluates one trained simplex; pass --resume CKPT (one checkpoint)")
 
-    def assemble(self, models: list, build) -> list:
-        return models[:1]  # one simplex, set to each point in turn
+    def models_to_build(self) -> int:
+        return 1  # one simplex, set to each of the --num-models points in turn
 
     def test(self, ctx: RunContext, epoch: int) -> TestResult:
         s = self.settings
