@@ -10,6 +10,7 @@ Each figure is written as PNG and PDF, with a CSV of the plotted numbers beside 
 from __future__ import annotations
 
 import argparse
+import inspect
 import csv
 import math
 import re
@@ -368,10 +369,28 @@ def default_root(key: str) -> Path:
     return REPO_ROOT / "learning-subspaces-results" / key
 
 
+# The config scripts of experiment_configs/<data set> whose runs each figure reads.
+NEEDS = {
+    "figure4": "ensembles/* and one_dimensional_subspaces/* (train, then eval)",
+    "figure5": "simplexes/* and ensembles/train_ensemble_members.py",
+    "calibration": "ensembles/*, one_dimensional_subspaces/train_lines.py and swa/train_swa.py, each with the "
+                   "label-noise levels to compare (e.g. --label-noise 0.0,0.2)",
+}
+
+
+def describe(figure: Callable[..., Figure], key: str, doc: str = "") -> str:
+    """The ``--help`` text of ``analyze_results/<key>/<figure>.py``: the script's line, what the
+    figure draws (its function's docstring) and the configs it needs."""
+    parts = [(doc or "").strip(), inspect.cleandoc(figure.__doc__ or "")]
+    if figure.__name__ in NEEDS:
+        parts.append(f"Needs the runs of experiment_configs/{key}/: {NEEDS[figure.__name__]}.")
+    return "\n\n".join(p for p in parts if p)
+
+
 def cli(figure: Callable[..., Figure], key: str, doc: str = "", argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of ``analyze_results/<key>/<figure>.py``: draw, print the files; exit 1 with one
     line naming the missing runs when the figure cannot be drawn."""
-    p = argparse.ArgumentParser(description=(doc or "").strip() or None, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=describe(figure, key, doc), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--log-dir", type=Path, default=None, help=f"results root the configs wrote (default: learning-subspaces-results/{key} in the repo)")
     p.add_argument("--out", type=Path, default=None, help="folder for the figures (default: <log-dir>/figures)")
     p.add_argument("--label-noise", type=float, default=0.0, help="label-noise level of the runs to plot (default: 0.0)")

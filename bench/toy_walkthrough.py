@@ -31,19 +31,11 @@ from pathlib import Path
 import common  # first: it puts the repository on sys.path
 import torch
 
-# The walkthrough's order: every evaluation after the training it needs.
-WALKTHROUGH = (
-    "ensembles/train_ensemble_members",
-    "ensembles/eval_ensembles",
-    "one_dimensional_subspaces/train_lines",
-    "one_dimensional_subspaces/train_lines_layerwise",
-    "one_dimensional_subspaces/train_curves",
-    "one_dimensional_subspaces/eval_lines",
-    "one_dimensional_subspaces/eval_lines_layerwise",
-    "one_dimensional_subspaces/eval_curves",
-    "simplexes/train_simplexes",
-    "simplexes/train_simplexes_layerwise",
-)
+from experiment_configs.sweep import CONFIG_SCRIPTS
+
+# The seed walkthrough's config scripts, in the order a reproduction runs them.
+WALKTHROUGH = tuple(s for s in CONFIG_SCRIPTS if not s.startswith("swa/")
+                    and s not in ("ensembles/eval_average_weights", "one_dimensional_subspaces/eval_linestats_swa"))
 
 
 def make_toy_tiny(root: Path, classes: int = 10, train_per_class: int = 15, val: int = 50, size: int = 64) -> Path:

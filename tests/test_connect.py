@@ -24,6 +24,7 @@ from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.errors import UserError
 from utils.evaluation import predict
 from utils.results import read_results
+from tests.helpers import final_ckpt, train_members
 
 ALPHAS = [0.0, 0.07, 0.25, 1 / 3, 0.5, 0.61, 0.9, 1.0]
 
@@ -145,19 +146,10 @@ def test_endpoints_load_by_name_and_control_points_start_on_the_line():
 FAST = ["--set", "Digits", "--epochs", "1", "--batch-size", "128", "--lr", "0.1"]
 
 
-def final_ckpt(run_dir: Path) -> Path:
-    return max(run_dir.glob("epoch_*_iter_*.pt"), key=lambda p: int(p.name.split("_")[1]))
-
-
 @pytest.fixture(scope="module")
 def members(tmp_path_factory) -> list:
     """Two standard Digits networks (seeds 0 and 1), one epoch each."""
-    log = tmp_path_factory.mktemp("members")
-    paths = []
-    for seed in (0, 1):
-        main_mod.main(parse_args(FAST + ["--seed", str(seed), "--save", "--log-dir", str(log), "--name", f"m{seed}"]))
-        paths.append(final_ckpt(log / f"m{seed}+try=0"))
-    return paths
+    return train_members(tmp_path_factory.mktemp("members"), FAST, (0, 1))
 
 
 def connect(members, log: Path, conv: str, bn: str, *extra) -> Path:

@@ -14,27 +14,15 @@ from trainers.swa import swa_learning_rate, swa_start_epoch
 from utils.evaluation import predict
 from utils.metrics import accuracy, ensemble_probs
 from utils.results import read_results
+from tests.helpers import ckpt_at, cli, train_members
 
 SMALL = ["--set", "Digits", "--batch-size", "128", "--width-mult", "0.5"]
-
-
-def cli(argv) -> int:
-    return main_mod.cli([str(a) for a in argv])
-
-
-def ckpt_at(run_dir: Path, epoch: int) -> Path:
-    return next(run_dir.glob(f"epoch_{epoch}_iter_*.pt"))
 
 
 @pytest.fixture(scope="module")
 def members(tmp_path_factory) -> list:
     """Two standard networks trained independently (seeds 1 and 2) for one epoch."""
-    log = tmp_path_factory.mktemp("members")
-    paths = []
-    for seed in (1, 2):
-        assert cli(SMALL + ["--epochs", "1", "--seed", seed, "--save", "--log-dir", log, "--name", f"id=base+seed={seed}"]) == 0
-        paths.append(ckpt_at(log / f"id=base+seed={seed}+try=0", 1))
-    return paths
+    return train_members(tmp_path_factory.mktemp("members"), SMALL + ["--epochs", "1"], (1, 2), "id=base+seed={seed}")
 
 
 def member_logits(paths: list) -> tuple:

@@ -23,6 +23,7 @@ from utils.checkpoint import save_checkpoint
 from utils.evaluation import predict
 from utils.metrics import accuracy
 from utils.results import read_results
+from tests.helpers import CountingBN, cli, final_ckpt
 
 LINE = ["--conv-type", "LinesConv", "--bn-type", "LinesBN"]
 EVAL = ["--set", "Digits", "--trainer", "eval_one_dim_subspaces", "--pretrained", "--epochs", "0", "--batch-size", "128"]
@@ -30,14 +31,6 @@ PAIR_COLUMNS = [
     "curr_acc1", "m0_acc", "ensemble_acc", "tvdist", "feat_cossim",  # the original's
     "nll", "ece", "brier", "m0_nll", "m0_ece", "m0_brier", "ensemble_nll", "ensemble_ece", "ensemble_brier",
 ]
-
-
-def cli(argv) -> int:
-    return main_mod.cli([str(a) for a in argv])
-
-
-def final_ckpt(run_dir: Path) -> Path:
-    return max(run_dir.glob("epoch_*_iter_*.pt"), key=lambda p: int(p.name.split("_")[1]))
 
 
 @pytest.fixture(scope="module")
@@ -57,17 +50,6 @@ def fresh_ckpt(path: Path, conv: str, bn: str) -> Path:
     save_checkpoint(path, {"epoch": 0, "iter": 0, "arch": s.model, "state_dicts": [net.state_dict()], "optimizers": [],
                            "best_acc1": 0.0, "curr_acc1": 0.0, "settings": s.to_dict()})
     return path
-
-
-class CountingBN:
-    """Stands in for utils.bn.update_bn and counts the recomputes."""
-
-    def __init__(self):
-        self.calls = 0
-
-    def __call__(self, loader, model, device=None):
-        self.calls += 1
-        update_bn(loader, model, device)
 
 
 def test_pair_row_and_grid_rows(line_ckpt, tmp_path, monkeypatch):

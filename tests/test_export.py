@@ -14,10 +14,7 @@ from modes import export as export_mod
 from modes.export import export_point
 from utils.checkpoint import load_checkpoint, save_checkpoint
 from utils.errors import UserError
-
-
-def final_ckpt(run_dir: Path) -> Path:
-    return max(run_dir.glob("epoch_*_iter_*.pt"), key=lambda p: int(p.name.split("_")[1]))
+from tests.helpers import final_ckpt
 
 
 @pytest.fixture(scope="module")

@@ -16,17 +16,13 @@ import pytest
 import torch
 from filelock import FileLock
 
-import main as main_mod
 from utils.errors import UserError
 from utils.io import atomic_write_text
 from utils.results import BASE_COLUMNS, append_rows, check_log_dir, read_results
+from tests.helpers import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--set", "Digits", "--epochs", "1", "--width-mult", "0.25", "--batch-size", "128"]
-
-
-def cli(argv) -> int:
-    return main_mod.cli([str(a) for a in argv])
 
 
 def one_error_line(capsys) -> str:

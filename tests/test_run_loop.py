@@ -20,14 +20,11 @@ from trainers import TestResult as Result
 from trainers.default import test_metrics as metrics_of
 from utils.checkpoint import load_checkpoint
 from utils.results import read_results
+from tests.helpers import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 LINE = ["--set", "Digits", "--conv-type", "LinesConv", "--bn-type", "LinesBN", "--trainer", "train_one_dim_subspaces",
         "--beta", "1", "--batch-size", "128", "--dropout", "0.0"]  # 12 steps per epoch on Digits
-
-
-def cli(argv) -> int:
-    return main_mod.cli([str(a) for a in argv])
 
 
 def subprocess_main(argv, **kw) -> subprocess.Popen:

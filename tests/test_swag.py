@@ -17,18 +17,11 @@ from utils.evaluation import predict
 from utils.metrics import classification_metrics, probs_metrics
 from utils.results import read_results
 from utils.seed import make_generator
+from tests.helpers import cli, ckpt_at
 
 SMALL = ["--set", "Digits", "--batch-size", "128", "--width-mult", "0.5"]
 # SWA from the first epoch: 3 averaged epochs, SWAG of rank 2 keeps the last two deviations.
 SWAG = SMALL + ["--trainswa", "--swag-rank", "2", "--swa-start", "0", "--swa-lr", "0.05", "--epochs", "3", "--save"]
-
-
-def cli(argv) -> int:
-    return main_mod.cli([str(a) for a in argv])
-
-
-def ckpt_at(run_dir: Path, epoch: int) -> Path:
-    return next(run_dir.glob(f"epoch_{epoch}_iter_*.pt"))
 
 
 def load(path: Path) -> dict:

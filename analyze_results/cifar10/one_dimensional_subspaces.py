@@ -1,8 +1,4 @@
-"""Figure 4 on CIFAR-10: accuracy along lines, layerwise lines and curves (each point, and the ensemble
-of the points alpha and 1 - alpha) against the same along the straight line between two separately
-trained networks, standard training and a standard ensemble of two.
-
-Needs the ensembles and one_dimensional_subspaces configs of experiment_configs/cifar10 (train, then eval).
+"""Figure 4 on CIFAR-10 (what it draws, from which runs: --help):
     python analyze_results/cifar10/one_dimensional_subspaces.py [--log-dir DIR] [--out DIR]
 """
 import sys

@@ -1,7 +1,4 @@
-"""Figure 5 on CIFAR-10: accuracy of the simplex centre against the number of endpoints, layerwise and
-not, against standard training.
-
-Needs experiment_configs/cifar10/simplexes/* and ensembles/train_ensemble_members.py.
+"""Figure 5 on CIFAR-10 (what it draws, from which runs: --help):
     python analyze_results/cifar10/simplexes.py [--log-dir DIR] [--out DIR]
 """
 import sys

@@ -1,7 +1,4 @@
-"""Calibration on ImageNet: accuracy and ECE of the line midpoint, standard training, a standard ensemble
-of two and SWA at each label-noise level run (e.g. the configs with --label-noise 0.0,0.2).
-
-Needs experiment_configs/imagenet: ensembles/*, one_dimensional_subspaces/train_lines.py, swa/train_swa.py.
+"""Calibration on ImageNet (what it draws, from which runs: --help):
     python analyze_results/imagenet/calibration.py [--log-dir DIR] [--out DIR]
 """
 import sys

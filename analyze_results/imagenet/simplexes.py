@@ -1,7 +1,4 @@
-"""Figure 5 on ImageNet: accuracy of the simplex centre against the number of endpoints, layerwise and
-not, against standard training.
-
-Needs experiment_configs/imagenet/simplexes/* and ensembles/train_ensemble_members.py.
+"""Figure 5 on ImageNet (what it draws, from which runs: --help):
     python analyze_results/imagenet/simplexes.py [--log-dir DIR] [--out DIR]
 """
 import sys

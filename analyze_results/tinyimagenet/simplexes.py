@@ -1,7 +1,4 @@
-"""Figure 5 on TinyImageNet: accuracy of the simplex centre against the number of endpoints, layerwise and
-not, against standard training.
-
-Needs experiment_configs/tinyimagenet/simplexes/* and ensembles/train_ensemble_members.py.
+"""Figure 5 on TinyImageNet (what it draws, from which runs: --help):
     python analyze_results/tinyimagenet/simplexes.py [--log-dir DIR] [--out DIR]
 """
 import sys

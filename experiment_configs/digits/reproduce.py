@@ -26,29 +26,14 @@ from analyze_results.plane import draw, plane_plot, read_plane  # noqa: E402
 from experiment_configs.digits.common import SETUP  # noqa: E402
 from experiment_configs.digits.mode_connectivity import connect_members  # noqa: E402
 from experiment_configs.launch import RunsFailed  # noqa: E402
-from experiment_configs.sweep import ENSEMBLES, EVAL_CONNECT, EVAL_SWAG, build_parser, execute, final_checkpoint, make_config  # noqa: E402
+from experiment_configs.sweep import (CONFIG_SCRIPTS, ENSEMBLES, EVAL_CONNECT, EVAL_SWAG, build_parser, execute,  # noqa: E402
+                                      final_checkpoint, make_config)
 from utils.errors import UserError  # noqa: E402
 
-# (config under experiment_configs/digits, whether it runs at every label-noise level) in order.
-STEPS = (
-    ("ensembles/train_ensemble_members", True),
-    ("ensembles/eval_ensembles", True),
-    ("ensembles/eval_average_weights", False),
-    ("one_dimensional_subspaces/train_lines", True),
-    ("one_dimensional_subspaces/train_lines_layerwise", False),
-    ("one_dimensional_subspaces/train_curves", False),
-    ("one_dimensional_subspaces/eval_lines", False),
-    ("one_dimensional_subspaces/eval_lines_layerwise", False),
-    ("one_dimensional_subspaces/eval_curves", False),
-    ("one_dimensional_subspaces/eval_linestats_swa", False),
-    ("simplexes/train_simplexes", False),
-    ("simplexes/train_simplexes_layerwise", False),
-    ("swa/train_swa", True),
-    ("swa/train_swag", False),
-    ("swa/eval_swag", False),
-    ("mode_connectivity/connect_members", False),
-    ("mode_connectivity/eval_connected", False),
-)
+# The configs of experiment_configs/digits in the order they run; those in EVERY_LEVEL run
+# at every label-noise level (for the calibration figure), the others at the first level only.
+STEPS = CONFIG_SCRIPTS + ("mode_connectivity/connect_members", "mode_connectivity/eval_connected")
+EVERY_LEVEL = ("ensembles/train_ensemble_members", "ensembles/eval_ensembles", "one_dimensional_subspaces/train_lines", "swa/train_swa")
 # The baselines reported beside the figures' numbers: (family folder, id, column, label).
 BASELINES = (
     (ENSEMBLES, "average-weights", "curr_acc1", "Uniform average of two members' weights"),
@@ -65,9 +50,9 @@ LABEL_NOISE = (0.0, 0.2)  # the calibration figure's levels; Figures 4 and 5 use
 
 def run_steps(cfg, noise_levels) -> None:
     """Run every step's sweep (finished runs are skipped)."""
-    for k, (step, every_level) in enumerate(STEPS, 1):
+    for k, step in enumerate(STEPS, 1):
         module = importlib.import_module("experiment_configs.digits." + step.replace("/", "."))
-        step_cfg = cfg.with_(label_noise=tuple(noise_levels) if every_level else tuple(noise_levels[:1]))
+        step_cfg = cfg.with_(label_noise=tuple(noise_levels) if step in EVERY_LEVEL else tuple(noise_levels[:1]))
         runs = list(module.runs(step_cfg))
         print(f"\n== step {k}/{len(STEPS)}: experiment_configs/digits/{step}.py ({len(runs)} runs)", flush=True)
         execute(runs, step_cfg)

@@ -1,0 +1,44 @@
+"""What many tests share: the command line run in-process, and the checkpoints a run leaves."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import main as main_mod
+from utils.bn import update_bn
+
+
+def cli(argv: Sequence) -> int:
+    """``main.cli`` on ``argv``, its items made strings (paths and numbers are fine)."""
+    return main_mod.cli([str(a) for a in argv])
+
+
+def final_ckpt(run_dir: Path) -> Path:
+    """The checkpoint of a run folder's last epoch."""
+    return max(Path(run_dir).glob("epoch_*_iter_*.pt"), key=lambda p: int(p.name.split("_")[1]))
+
+
+def ckpt_at(run_dir: Path, epoch: int) -> Path:
+    """The checkpoint a run folder holds for ``epoch``."""
+    return next(Path(run_dir).glob(f"epoch_{epoch}_iter_*.pt"))
+
+
+def train_members(log: Path, argv: Sequence, seeds: Sequence[int], name: str = "m{seed}") -> list:
+    """Standard networks trained independently, one per seed, with ``argv``; their last checkpoints."""
+    paths = []
+    for seed in seeds:
+        run = name.format(seed=seed)
+        assert cli([*argv, "--seed", seed, "--save", "--log-dir", log, "--name", run]) == 0
+        paths.append(final_ckpt(Path(log) / f"{run}+try=0"))
+    return paths
+
+
+class CountingBN:
+    """Stands in for utils.bn.update_bn and counts the recomputes."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, loader, model, device=None):
+        self.calls += 1
+        update_bn(loader, model, device)
