@@ -65,18 +65,21 @@ class ResNetBody(Net):
     original's model files do, so its checkpoints load by name)."""
 
     stage_names: tuple  # the stages' module names
+    block: type  # the residual block
     depths: tuple  # blocks per stage
+    base_width: int = 64  # a bottleneck's inner width at 64 planes (128: the wide ResNets)
 
     def __init__(self, builder: Builder, spec: ModelSpec):
         super().__init__()
-        self.channels = self.make_stem(builder, spec)  # what the next block takes
+        self.channels = spec.width(STAGE_WIDTHS[0])  # the stem's output: what the next block takes
+        self.make_stem(builder, spec.in_channels, self.channels)
         for name, width, depth, stride in zip(self.stage_names, STAGE_WIDTHS, self.depths, (1, 2, 2, 2)):
             self.add_module(name, self.make_stage(builder, spec.width(width), depth, stride))
         self.num_features = self.channels
         self.fc = builder.conv1x1(self.channels, spec.output_size)
 
-    def make_stem(self, builder: Builder, spec: ModelSpec) -> int:
-        """Make the stem's modules; return its output channels."""
+    def make_stem(self, builder: Builder, in_channels: int, width: int) -> None:
+        """Make the stem's modules: ``in_channels`` in, ``width`` out."""
         raise NotImplementedError
 
     def make_stage(self, builder: Builder, width: int, depth: int, stride: int) -> nn.Sequential:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .base import ModelSpec, ResNetBody
+from .base import ResNetBody
 from .builder import Builder
 from .registry import register_model
 
@@ -69,17 +69,12 @@ class ResNet(ResNetBody):
     """The ImageNet ResNet: a 7x7 stride-2 stem with max pooling; subclasses fix the block, the
     stage depths and the base width."""
 
-    block: type = Bottleneck
-    depths: tuple = (3, 4, 6, 3)
-    base_width: int = 64
     stage_names = ("layer1", "layer2", "layer3", "layer4")
 
-    def make_stem(self, builder: Builder, spec: ModelSpec) -> int:
-        stem = spec.width(64)
-        self.conv1 = builder.conv7x7(spec.in_channels, stem, stride=2)
-        self.bn1 = builder.batchnorm(stem)
+    def make_stem(self, builder: Builder, in_channels: int, width: int) -> None:
+        self.conv1 = builder.conv7x7(in_channels, width, stride=2)
+        self.bn1 = builder.batchnorm(width)
         self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        return stem
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         return self.maxpool(self.bn1(self.conv1(x)).relu_())

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from .base import ModelSpec, ResNetBody
+from .base import ResNetBody
 from .builder import Builder
 from .registry import register_model
 
@@ -73,15 +73,10 @@ class TinyImageNetResNet(ResNetBody):
     """The TinyImageNet ResNet: a 3x3 stride-1 stem without max pooling, so the first stage keeps
     the 64x64 resolution; subclasses fix the block and the stage depths."""
 
-    block: type = BasicBlock
-    depths: tuple = (2, 2, 2, 2)
-    base_width: int = 64
     stage_names = ("conv2_x", "conv3_x", "conv4_x", "conv5_x")
 
-    def make_stem(self, builder: Builder, spec: ModelSpec) -> int:
-        stem = spec.width(64)
-        self.conv1 = nn.Sequential(builder.conv3x3(spec.in_channels, stem), builder.batchnorm(stem), nn.ReLU(inplace=True))
-        return stem
+    def make_stem(self, builder: Builder, in_channels: int, width: int) -> None:
+        self.conv1 = nn.Sequential(builder.conv3x3(in_channels, width), builder.batchnorm(width), nn.ReLU(inplace=True))
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv1(x)

@@ -198,19 +198,19 @@ class SubspaceConvNd(_WeightAtPoint):
         return self._conv_forward(x, self.get_weight(), self.combined("bias"))
 
 
+class SubspaceLinearForward(_WeightAtPoint):
+    """Mixin of the subspace linear layers: ``F.linear`` with the weight and bias at the point."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.get_weight(), self.combined("bias"))
+
+
 class SubspaceConv(SubspaceConvNd, nn.Conv2d):
     """A ``Conv2d`` whose forward pass uses the weight at the current point (``get_weight()``)."""
 
     def __init__(self, *args, **kwargs):
         nn.Conv2d.__init__(self, *args, **kwargs)
         self._add_endpoints(("weight", "bias"), functools.partial(_default_init, self))
-
-
-class SubspaceLinearForward(_WeightAtPoint):
-    """Mixin of the subspace linear layers: ``F.linear`` with the weight and bias at the point."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.get_weight(), self.combined("bias"))
 
 
 class SubspaceLinear(SubspaceLinearForward, nn.Linear):
