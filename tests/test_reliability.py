@@ -297,10 +297,13 @@ def test_bad_input_with_label_noise_leaves_no_noise_file(tmp_path, capsys):
 
 # --- interrupted runs ----------------------------------------------------------------------------------
 
-# Runs main.py with a pause right after the checkpoint named argv[1] is written, announced on stdout.
+# Runs main.py with a pause right after the checkpoint named argv[2] is written, announced on stdout.
 PAUSING = """
-import sys, time
+import signal, sys, time
 from pathlib import Path
+# Ctrl-C as in a terminal: a shell's background job (CI under nohup, `cmd &`) inherits SIGINT
+# ignored, and Python then installs no KeyboardInterrupt handler.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, sys.argv[1])
 import utils.checkpoint as checkpoint
 real, pause_after = checkpoint.atomic_write, sys.argv[2]
