@@ -230,10 +230,10 @@ class Trainer:
     def train_epoch(self, ctx: RunContext, epoch: int, state: EpochState) -> float:
         """One epoch of :meth:`train_step` over the training batches; the mean loss.
 
-        No host-device sync per step: the running loss stays on the device and is read every
-        ``--log-interval`` batches and at the end, which is also where a NaN or infinite loss is
-        caught (the step it first appeared at is tracked on the device) and, under DDP, where the
-        ranks agree on stopping. A run resumed mid-epoch (``ctx.resume_at``) skips the batches
+        No host-device sync and no extra kernel per step: the running loss sum stays on the device and
+        is read every ``--log-interval`` batches and at the end, which is also where a NaN or
+        infinite loss is caught (a non-finite loss makes the sum non-finite, so the steps since the
+        last read are the culprits) and, under DDP, where the ranks agree on stopping. A run resumed mid-epoch (``ctx.resume_at``) skips the batches
         already trained and restores the generators.
         """
         s, model, world = self.settings, ctx.models[0], ctx.world
@@ -246,7 +246,7 @@ class Trainer:
         # The epoch's summed loss, as the one-process run's: each rank adds its weighted share, the
         # ranks' sums are added at the end (a resumed sum restarts on rank 0).
         total = torch.full((), at.loss_sum * world.size if world.main else 0.0, device=ctx.device)
-        first_bad = torch.full((), -1, device=ctx.device, dtype=torch.long)
+        checked = at.batch  # the steps before this one are known to have a finite loss
         bar = tqdm(ctx.data.train_loader, total=n_batches - at.batch, desc=f"epoch {epoch + 1}/{s.epochs}",
                    leave=False, dynamic_ncols=True, disable=None if world.main else True)
         for batch_idx, (x, y) in enumerate(bar, start=at.batch):
@@ -256,29 +256,31 @@ class Trainer:
             loss, _ = self.train_step(ctx, state, x, y, weight)
             loss = loss.detach()
             total += loss if weight == 1.0 else loss * weight
-            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss), batch_idx, first_bad)
             it = n_batches * epoch + batch_idx
             stop = timed = False
             if batch_idx % s.log_interval == 0:
-                value = loss.item()
-                check_finite(value, first_bad, epoch)
+                value, running = torch.stack((loss.float(), total)).tolist()  # one sync
+                check_finite(running, epoch, checked, batch_idx)
+                checked = batch_idx + 1
                 stop, timed = distributed.any_rank(ctx.should_stop(), ctx.timer_due())
                 bar.set_postfix(loss=f"{value:.4f}")
                 ctx.log_scalar("train/loss", value, it)
             elif world.size == 1:
                 stop, timed = ctx.should_stop(), ctx.timer_due()
             if (stop or timed or ctx.checkpoint_due(it)) and batch_idx + 1 < n_batches:
-                self._save_mid_epoch(ctx, state, Position(epoch, batch_idx + 1), total, first_bad, stop)
+                self._save_mid_epoch(ctx, state, Position(epoch, batch_idx + 1), total, checked, stop)
+                checked = batch_idx + 1
         bar.close()
         mean = distributed.all_sum([total.item()])[0] / world.size / max(1, n_batches)
-        check_finite(mean, first_bad, epoch)
+        check_finite(mean, epoch, checked, n_batches - 1)
         return mean
 
     def _save_mid_epoch(self, ctx: RunContext, state: EpochState, done: Position, total: torch.Tensor,
-                        first_bad: torch.Tensor, stop: bool) -> None:
-        """A mid-epoch checkpoint at ``done`` (never of diverged weights); raise Stopped if asked."""
+                        checked: int, stop: bool) -> None:
+        """A mid-epoch checkpoint at ``done`` (never of diverged weights: the steps from ``checked``
+        on are checked first); raise Stopped if asked."""
         done.loss_sum = distributed.all_sum([total.item()])[0] / ctx.world.size
-        check_finite(done.loss_sum, first_bad, done.epoch)
+        check_finite(done.loss_sum, done.epoch, checked, done.batch - 1)
         mine = rng_state(state)
         done.rng = mine if ctx.world.size == 1 else {"ranks": distributed.all_objects(mine)}
         path = ctx.save_checkpoint(done)
@@ -300,14 +302,15 @@ def check_own_settings(trainer_cls: type, settings) -> None:
             raise UserError(f"{flag} is read by --trainer {' / '.join(sorted(names))}, not by {trainer_cls.name}; drop {flag} or pass --trainer {sorted(names)[0]}")
 
 
-def check_finite(value: float, first_bad: torch.Tensor, epoch: int) -> None:
-    """Raise :class:`Diverged` naming the epoch and step when the training loss stopped being finite
-    (on any rank: under DDP all ranks stop together)."""
+def check_finite(value: float, epoch: int, first: int, last: int) -> None:
+    """Raise :class:`Diverged` when the training loss (sum) ``value`` is not finite on any rank
+    (under DDP all ranks stop together), naming the epoch and the steps ``first..last`` since the
+    last check, where the first non-finite loss is."""
     if not distributed.any_rank(not math.isfinite(value))[0]:
         return
-    step = int(first_bad.item())
+    steps = f"step {last + 1}" if first >= last else f"steps {first + 1}-{last + 1}"
     raise Diverged(
-        f"the training loss became {value} at epoch {epoch + 1}, step {step + 1 if step >= 0 else '?'}; "
+        f"the training loss became {value} at epoch {epoch + 1}, {steps}; "
         f"the run stopped and kept its last good checkpoint: lower --lr (or add --warmup-length, or --amp none)"
     )
 

@@ -17,7 +17,7 @@ RANK = 20  # deviation columns kept, as the SWAG paper
 
 
 def train_settings(cfg, seed, label_noise):
-    """The SWAG run with ``seed``: ``id=swag+ln=0.0+lr_policy=swa_constant_lr+rank=5+seed=0``."""
+    """The SWAG run with ``seed``: ``id=swag+ln=0.0+lr_policy=swa_constant_lr+rank=20+seed=0``."""
     # SWAG needs two averaged epochs at least: the last quarter of training, or the last two.
     epochs = max(2, cfg.base.epochs)
     s = cfg.train(SWA, seed=seed, label_noise=label_noise, conv_type="StandardConv", bn_type="StandardBN",
