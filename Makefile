@@ -5,9 +5,12 @@ PY := $(VENV)/bin/python
 
 .PHONY: setup demo test bench clean-results
 
-$(VENV)/.installed: requirements.txt
+# The pinned dependencies, then this clone as an editable package (`import subspaces` anywhere,
+# the subspaces-* commands on the venv's PATH).
+$(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
 setup: $(VENV)/.installed

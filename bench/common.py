@@ -107,7 +107,7 @@ def folder_subset(root: str, n_train: int, n_test: int, dest: str) -> int:
     ``dest``, same layout; returns the number of classes."""
     import numpy as np
 
-    from data.folders import find_classes, scan
+    from subspaces.data.folders import find_classes, scan
 
     root = os.path.expanduser(root)
     classes = find_classes(os.path.join(root, "train"))

@@ -20,7 +20,7 @@ crops and flips), and must report the same accuracies (checked; the script fails
 Each grid runs in a fresh Python process, set up as each procedure's own code sets it up: the
 original's config script runs all its runs in one process that leaves glibc's allocator at its
 defaults (freed activations are handed back to the OS and page-faulted in again: the table counts
-the page faults); this project's ``main()`` calls :func:`utils.memory.keep_freed_memory` on a
+the page faults); this project's ``main()`` calls :func:`subspaces.utils.memory.keep_freed_memory` on a
 CPU. ``--original-malloc-tuned`` gives the original's process that setting too, to separate the
 effects.
 
@@ -57,13 +57,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
-import data as datasets
-import main as main_mod
-import models
-from args import Settings
-from data.arrays import ArrayDataset, crop_transforms
-from data.base import IMAGENET_MEAN, IMAGENET_STD, DataBundle
-from utils.memory import keep_freed_memory
+from subspaces import data as datasets
+from subspaces import main as main_mod
+from subspaces import models
+from subspaces.args import Settings
+from subspaces.data.arrays import ArrayDataset, crop_transforms
+from subspaces.data.base import IMAGENET_MEAN, IMAGENET_STD, DataBundle
+from subspaces.utils.memory import keep_freed_memory
 
 # alpha0 = 0, 0.05, ..., 1 (the original's eval_lines config lists 0.5 twice: 22 runs; we count 21)
 GRID = tuple(round(0.05 * i, 2) for i in range(21))

@@ -22,11 +22,11 @@ import time
 import common  # first: it puts the repository on sys.path
 import torch
 
-import data.folders
-import data.image_folder
-import main as main_mod
-import trainers.base
-from args import Settings
+import subspaces.data.folders
+import subspaces.data.image_folder
+from subspaces import main as main_mod
+import subspaces.trainers.base
+from subspaces.args import Settings
 
 CONFIGS = {
     "fp32": {},
@@ -40,14 +40,14 @@ KINDS = {
 
 def decode_once() -> None:
     """Decode an image folder once per process, however many runs read it."""
-    cached = functools.lru_cache(maxsize=4)(lambda paths: data.folders.decode_all(list(paths)))
-    data.image_folder.decode_all = lambda paths, *a, **k: cached(tuple(paths))
+    cached = functools.lru_cache(maxsize=4)(lambda paths: subspaces.data.folders.decode_all(list(paths)))
+    subspaces.data.image_folder.decode_all = lambda paths, *a, **k: cached(tuple(paths))
 
 
 def time_epochs() -> list:
     """Wall time of every train_epoch call (the device synchronised at both ends)."""
     times: list = []
-    original = trainers.base.Trainer.train_epoch
+    original = subspaces.trainers.base.Trainer.train_epoch
 
     def timed(self, ctx, epoch, state):
         common.synchronize(ctx.device)
@@ -56,7 +56,7 @@ def time_epochs() -> list:
         times.append(time.perf_counter() - t0)
         return loss
 
-    trainers.base.Trainer.train_epoch = timed
+    subspaces.trainers.base.Trainer.train_epoch = timed
     return times
 
 
@@ -87,7 +87,7 @@ def main() -> None:
             common.folder_subset(args.data, args.max_train or big, args.max_test or big, os.path.join(tmp, "subset"))
             args.data = os.path.join(tmp, "subset")
         train_dir = os.path.join(args.data, "train")
-        n_train = len(data.folders.scan(train_dir, {c: i for i, c in enumerate(data.folders.find_classes(train_dir))}))
+        n_train = len(subspaces.data.folders.scan(train_dir, {c: i for i, c in enumerate(subspaces.data.folders.find_classes(train_dir))}))
         print(f"# data: {args.data}: {n_train} training images")
         for config in args.configs.split(","):
             ips = {}

@@ -27,8 +27,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from args import replace  # noqa: E402
-from experiment_configs import sweep  # noqa: E402
+from subspaces.args import replace  # noqa: E402
+from subspaces import sweep  # noqa: E402
 from experiment_configs.cifar10.common import SETUP  # noqa: E402
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -118,7 +118,7 @@ def plan(args, data: Path) -> tuple:
 
 
 def _train(settings) -> float:
-    import main
+    from subspaces import main
 
     return main.main(settings).curr_acc1
 
@@ -139,7 +139,7 @@ def run_all(args, cfg, training: list, evals: list) -> dict:
 
 def headline(out: Path) -> dict:
     """The row to compare with the paper, from the results files."""
-    from utils.results import read_results
+    from subspaces.utils.results import read_results
 
     members = read_results(out / sweep.MEMBERS / "results.csv")
     ens = read_results(out / sweep.ENSEMBLES / "results.csv")
@@ -179,7 +179,7 @@ def main(argv=None) -> int:
     cfg, training, evals = plan(args, data)
     t0 = time.perf_counter()
     times = run_all(args, cfg, training, evals)
-    from analyze_results.common import figure4
+    from subspaces.analysis.figures import figure4
 
     fig = figure4(args.out, args.out / "figures", "cifar10", partial=args.smoke)
     row = headline(args.out)

@@ -31,7 +31,7 @@ from pathlib import Path
 import common  # first: it puts the repository on sys.path
 import torch
 
-from experiment_configs.sweep import CONFIG_SCRIPTS
+from experiment_configs import CONFIG_SCRIPTS
 
 # The seed walkthrough's config scripts, in the order a reproduction runs them.
 WALKTHROUGH = tuple(s for s in CONFIG_SCRIPTS if not s.startswith("swa/")

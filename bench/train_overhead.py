@@ -18,11 +18,11 @@ import common  # first: it puts the repository on sys.path
 import torch
 import torch.nn as nn
 
-import models
-from args import Settings
-from trainers import RunContext, get_trainer
-from utils.memory import keep_freed_memory
-from utils.optim import get_optimizer
+from subspaces import models
+from subspaces.args import Settings
+from subspaces.trainers import RunContext, get_trainer
+from subspaces.utils.memory import keep_freed_memory
+from subspaces.utils.optim import get_optimizer
 
 # kind -> (conv type, BN type, trainer)
 KINDS = {

@@ -4,8 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-import main as main_mod
-from utils.bn import update_bn
+from subspaces import main as main_mod
+from subspaces.utils.bn import update_bn
 
 
 def cli(argv: Sequence) -> int:

@@ -8,10 +8,10 @@ from pathlib import Path
 import matplotlib
 import pytest
 
-from analyze_results import common
-from analyze_results.common import MissingRuns, calibration, cli, figure4, figure5, load
-from experiment_configs.sweep import ENSEMBLES, EVAL_ONE_DIM, MEMBERS, ONE_DIM, SIMPLEXES, SWA
-from utils.results import append_rows
+from subspaces.analysis import figures as common
+from subspaces.analysis.figures import MissingRuns, calibration, cli, figure4, figure5, load
+from subspaces.sweep import ENSEMBLES, EVAL_ONE_DIM, MEMBERS, ONE_DIM, SIMPLEXES, SWA
+from subspaces.utils.results import append_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 ALPHAS = (0.0, 0.5, 1.0)
@@ -137,6 +137,7 @@ def test_the_scripts_run_from_another_directory(tmp_path):
 
 
 def test_default_paths_follow_the_configs():
+    from experiment_configs import RESULTS_ROOT
     from experiment_configs.cifar10.common import SETUP
 
-    assert common.default_root("cifar10") == SETUP.log_root
+    assert common.default_root("cifar10", RESULTS_ROOT) == SETUP.log_root

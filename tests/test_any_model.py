@@ -15,14 +15,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
-import modes
-from args import Settings
-from trainers import RunContext, get_trainer
-from trainers.evaluate import Evaluator
-from utils.bn import update_bn
-from utils.errors import UserError
-from utils.evaluation import predict
-from utils.optim import get_optimizer
+from subspaces import modes
+from subspaces.args import Settings
+from subspaces.trainers import RunContext, get_trainer
+from subspaces.trainers.evaluate import Evaluator
+from subspaces.utils.bn import update_bn
+from subspaces.utils.errors import UserError
+from subspaces.utils.evaluation import predict
+from subspaces.utils.optim import get_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,17 +12,17 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import main as main_mod
-import trainers.eval_one_dim_subspaces as eval_lines
-from args import Settings, parse_args, replace
-from data import get_dataset
-from modes import set_point, set_points, subspace_layers
-from utils.bn import update_bn
-from utils.checkpoint import save_checkpoint
-from utils.evaluation import predict
-from utils.metrics import accuracy, classification_metrics, feature_cossim, tv_distance
-from utils.results import read_results
-from utils.seed import make_generator
+from subspaces import main as main_mod
+import subspaces.trainers.eval_one_dim_subspaces as eval_lines
+from subspaces.args import Settings, parse_args, replace
+from subspaces.data import get_dataset
+from subspaces.modes import set_point, set_points, subspace_layers
+from subspaces.utils.bn import update_bn
+from subspaces.utils.checkpoint import save_checkpoint
+from subspaces.utils.evaluation import predict
+from subspaces.utils.metrics import accuracy, classification_metrics, feature_cossim, tv_distance
+from subspaces.utils.results import read_results
+from subspaces.utils.seed import make_generator
 from tests.helpers import CountingBN, cli, final_ckpt, train_members
 
 SMALL = ["--set", "Digits", "--batch-size", "128", "--width-mult", "0.5"]

@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from args import replace
-from experiment_configs import sweep
-from experiment_configs.sweep import ALPHAS, CONFIG_SCRIPTS as SCRIPTS, execute, make_config, run_cli
-from main import check_settings
-from utils.checkpoint import load_checkpoint
-from utils.results import append_rows, read_results
+from subspaces.args import replace
+from subspaces import sweep
+from experiment_configs import CONFIG_SCRIPTS as SCRIPTS
+from subspaces.sweep import ALPHAS, execute, make_config, run_cli
+from subspaces.main import check_settings
+from subspaces.utils.checkpoint import load_checkpoint
+from subspaces.utils.results import append_rows, read_results
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ("digits", "cifar10", "tinyimagenet", "imagenet")
@@ -121,7 +122,8 @@ def test_a_config_runs_from_another_directory(tmp_path):
     out = subprocess.run([sys.executable, str(script), "--dry-run", "--log-dir", str(tmp_path / "r")],
                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "waits for `python experiment_configs/tinyimagenet/one_dimensional_subspaces/train_curves.py`" in out.stdout
+    # the training config is named by a path that works from where the user is
+    assert f"waits for `python {script.parent / 'train_curves.py'}`" in out.stdout
     assert list(tmp_path.iterdir()) == []  # nothing written, in the current folder or elsewhere
 
 
@@ -194,7 +196,7 @@ def test_a_sweep_checks_each_run_once(tmp_path, monkeypatch):
     """Planning checks a run's flags (main.check_flags, once per distinct settings, though a run is
     planned again under its lock and a training run once more for each evaluation it feeds);
     running it does not check them again (main.run_checked, not main.main)."""
-    import main as main_mod
+    from subspaces import main as main_mod
 
     seen, real = [], main_mod.check_flags
     monkeypatch.setattr(main_mod, "check_flags", lambda s: seen.append(s) or real(s))

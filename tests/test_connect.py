@@ -15,15 +15,15 @@ import pytest
 import torch
 import torch.nn as nn
 
-import main as main_mod
-from args import Settings, parse_args, replace
-from data import get_dataset
-from modes import BezierCoefficients, CurveCoefficients, PolyChainCoefficients, get_layer_type, linear_type_for, load_endpoints, set_point
-from utils.bn import update_bn
-from utils.checkpoint import load_checkpoint, save_checkpoint
-from utils.errors import UserError
-from utils.evaluation import predict
-from utils.results import read_results
+from subspaces import main as main_mod
+from subspaces.args import Settings, parse_args, replace
+from subspaces.data import get_dataset
+from subspaces.modes import BezierCoefficients, CurveCoefficients, PolyChainCoefficients, get_layer_type, linear_type_for, load_endpoints, set_point
+from subspaces.utils.bn import update_bn
+from subspaces.utils.checkpoint import load_checkpoint, save_checkpoint
+from subspaces.utils.errors import UserError
+from subspaces.utils.evaluation import predict
+from subspaces.utils.results import read_results
 from tests.helpers import final_ckpt, train_members
 
 ALPHAS = [0.0, 0.07, 0.25, 1 / 3, 0.5, 0.61, 0.9, 1.0]

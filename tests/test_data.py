@@ -10,13 +10,13 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from args import Settings
-from data import DATASETS, TensorLoader, dataset_names, get_dataset
-from data.base import IMAGENET_MEAN, IMAGENET_STD, noise_cache_dir
-from data.digits import digits_split_indices
-from data.label_noise import noise_file, noisy_targets
-from data.tensor_loader import crop_and_flip
-from utils.errors import UserError
+from subspaces.args import Settings
+from subspaces.data import DATASETS, TensorLoader, dataset_names, get_dataset
+from subspaces.data.base import IMAGENET_MEAN, IMAGENET_STD, noise_cache_dir
+from subspaces.data.digits import digits_split_indices
+from subspaces.data.label_noise import noise_file, noisy_targets
+from subspaces.data.tensor_loader import crop_and_flip
+from subspaces.utils.errors import UserError
 
 WNIDS = ["n03", "n01", "n02"]  # deliberately unsorted: class indices follow sorted order
 COLOURS = {"n01": (255, 0, 0), "n02": (0, 255, 0), "n03": (0, 0, 255)}
@@ -400,7 +400,7 @@ def test_missing_folders_raise_with_the_fix(tmp_path, monkeypatch, name, folder)
         os.makedirs(root, exist_ok=True)
         raise OSError("no network")
 
-    monkeypatch.setattr("data.cifar._download", offline)
+    monkeypatch.setattr("subspaces.data.cifar._download", offline)
     data = tmp_path / "data"
     data.mkdir()
     with pytest.raises(UserError) as e:
@@ -464,7 +464,7 @@ def test_corrupt_cifar_batch_is_one_line(tmp_path, damage):
 
 def test_python2_cifar_batch_loads(tmp_path):
     """The real batches were pickled by Python 2 with NumPy 1: numpy.core names, no _codecs.encode."""
-    from data.cifar import read_batches
+    from subspaces.data.cifar import read_batches
 
     x = fake_images(3, 5)
     raw = pickle.dumps({"data": x, "labels": [4, 5, 6]}, protocol=2)

@@ -15,11 +15,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-import main as main_mod
-from args import Settings, parse_args, replace
-from utils import distributed
-from utils.errors import UserError
-from utils.results import read_results
+from subspaces import main as main_mod
+from subspaces.args import Settings, parse_args, replace
+from subspaces.utils import distributed
+from subspaces.utils.errors import UserError
+from subspaces.utils.results import read_results
 
 ROOT = Path(__file__).resolve().parents[1]
 LINE = ["--set", "Digits", "--conv-type", "LinesConv", "--bn-type", "LinesBN", "--trainer", "train_one_dim_subspaces",
@@ -84,7 +84,7 @@ def test_evaluation_under_two_processes_gives_the_one_process_numbers(line_runs)
 
 
 def test_sync_bn_keeps_names_and_is_the_plain_forward_in_one_process():
-    import modes
+    from subspaces import modes
 
     net = nn.Sequential(nn.Conv2d(1, 4, 3), modes.get_layer_type("LinesBN")(4), nn.BatchNorm2d(4))
     keys = list(net.state_dict())
@@ -100,7 +100,7 @@ def test_sync_bn_keeps_names_and_is_the_plain_forward_in_one_process():
 def test_spawned_processes_run_the_torchrun_experiment(tmp_path):
     """--multigpu's launcher (one spawned process per GPU, torchrun's environment), here on CPUs."""
     argv = LINE + ["--epochs", "1", "--save-data", "--log-dir", str(tmp_path), "--name", "spawned", "--sync-bn"]
-    code = subprocess.run([sys.executable, "-c", "import sys, main; from utils import distributed; "
+    code = subprocess.run([sys.executable, "-c", "import sys; from subspaces import main; from subspaces.utils import distributed; "
                            f"sys.exit(distributed.spawn(main.cli, {argv!r}, [0, 1]))"],
                           cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
     assert code.returncode == 0, code.stderr[-3000:]
@@ -116,7 +116,7 @@ def test_part_splits_a_batch_as_tensor_split():
 
 
 def test_point_per_rank_gives_each_rank_its_own_points():
-    from trainers import RunContext, get_trainer
+    from subspaces.trainers import RunContext, get_trainer
 
     s = Settings(conv_type="LinesConv", bn_type="LinesBN", trainer="train_one_dim_subspaces")
     net = main_mod.build_model(replace(s, model="DigitsConvNet", output_size=10), type("D", (), {"in_channels": 1})())

@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import main as main_mod
-from args import Settings, parse_args, replace
-from data import get_dataset
-from trainers.swa import swa_learning_rate, swa_start_epoch
-from utils.evaluation import predict
-from utils.metrics import accuracy, ensemble_probs
-from utils.results import read_results
+from subspaces import main as main_mod
+from subspaces.args import Settings, parse_args, replace
+from subspaces.data import get_dataset
+from subspaces.trainers.swa import swa_learning_rate, swa_start_epoch
+from subspaces.utils.evaluation import predict
+from subspaces.utils.metrics import accuracy, ensemble_probs
+from subspaces.utils.results import read_results
 from tests.helpers import ckpt_at, cli, train_members
 
 SMALL = ["--set", "Digits", "--batch-size", "128", "--width-mult", "0.5"]

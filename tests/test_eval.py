@@ -12,17 +12,17 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import main as main_mod
-import trainers.eval_one_dim_subspaces as eval_lines
-import trainers.eval_simplexes as eval_simplexes
-from args import Settings, parse_args, replace
-from data import get_dataset
-from modes import set_point
-from utils.bn import update_bn
-from utils.checkpoint import save_checkpoint
-from utils.evaluation import predict
-from utils.metrics import accuracy
-from utils.results import read_results
+from subspaces import main as main_mod
+import subspaces.trainers.eval_one_dim_subspaces as eval_lines
+import subspaces.trainers.eval_simplexes as eval_simplexes
+from subspaces.args import Settings, parse_args, replace
+from subspaces.data import get_dataset
+from subspaces.modes import set_point
+from subspaces.utils.bn import update_bn
+from subspaces.utils.checkpoint import save_checkpoint
+from subspaces.utils.evaluation import predict
+from subspaces.utils.metrics import accuracy
+from subspaces.utils.results import read_results
 from tests.helpers import CountingBN, cli, final_ckpt
 
 LINE = ["--conv-type", "LinesConv", "--bn-type", "LinesBN"]

@@ -1,4 +1,4 @@
-"""``python -m modes.export``: the plain network at a point of a trained subspace, a checkpoint that
+"""``python -m subspaces.modes.export``: the plain network at a point of a trained subspace, a checkpoint that
 main.py loads as a standard network and that scores what the subspace scores at that point."""
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import main as main_mod
-from args import Settings, parse_args, replace
-from modes import export as export_mod
-from modes.export import export_point
-from utils.checkpoint import load_checkpoint, save_checkpoint
-from utils.errors import UserError
+from subspaces import main as main_mod
+from subspaces.args import Settings, parse_args, replace
+from subspaces.modes import export as export_mod
+from subspaces.modes.export import export_point
+from subspaces.utils.checkpoint import load_checkpoint, save_checkpoint
+from subspaces.utils.errors import UserError
 from tests.helpers import final_ckpt
 
 

@@ -18,14 +18,14 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-import main as main_mod
-import modes
-from args import Settings
-from data import TensorLoader, get_dataset
-from trainers import RunContext, get_trainer
-from utils.modules import unwrap as uncompiled
-from utils.memory import keep_freed_memory
-from utils.optim import get_optimizer
+from subspaces import main as main_mod
+from subspaces import modes
+from subspaces.args import Settings
+from subspaces.data import TensorLoader, get_dataset
+from subspaces.trainers import RunContext, get_trainer
+from subspaces.utils.modules import unwrap as uncompiled
+from subspaces.utils.memory import keep_freed_memory
+from subspaces.utils.optim import get_optimizer
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -59,7 +59,7 @@ def make_folder(root: Path, per_class: int = 6, classes=("a", "b", "c"), size: i
 
 def step_context(kind: str, device: str = "cpu", **settings) -> tuple:
     """(trainer, ctx, state) for the real training step of a cifar_resnet_8 subspace on ``device``."""
-    import models
+    from subspaces import models
 
     conv, bn, trainer_name = KINDS[kind]
     s = Settings(conv_type=conv, bn_type=bn, trainer=trainer_name, beta=1.0, device=device, **settings)

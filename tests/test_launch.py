@@ -18,12 +18,12 @@ import pytest
 import torch
 from PIL import Image
 
-import main as main_mod
-from args import Settings, replace
-from data import base as data_base
-from experiment_configs import launch, sweep
-from experiment_configs.sweep import Run, execute, make_config, run_cli
-from utils.results import read_results
+from subspaces import main as main_mod
+from subspaces.args import Settings, replace
+from subspaces.data import base as data_base
+from subspaces import launch, sweep
+from subspaces.sweep import Run, execute, make_config, run_cli
+from subspaces.utils.results import read_results
 
 ROOT = Path(__file__).resolve().parents[1]
 LINES = "one_dimensional_subspaces/train_lines"
@@ -295,7 +295,7 @@ def test_a_grid_evaluation_starts_each_loaders_workers_once(tmp_path, monkeypatc
     loaders (training, test) start their worker processes once each, whether the evaluation keeps
     the decoded batches or (a set too big to keep) replays the loader for every pass."""
     import torch.utils.data.dataloader as dl
-    from utils import evaluation
+    from subspaces.utils import evaluation
 
     _image_folder(tmp_path / "data")
     common = dict(set="ImageFolder", data=str(tmp_path / "data"), model_name="cifar_resnet_8", conv_type="LinesConv",
@@ -321,7 +321,7 @@ def test_a_grid_evaluation_starts_each_loaders_workers_once(tmp_path, monkeypatc
 
 def test_the_toy_walkthroughs_data_is_a_tinyimagenet(tmp_path):
     """bench/toy_walkthrough.py's toy set reads as TinyImageNet (the raw layout), and is reused."""
-    from data import get_dataset
+    from subspaces.data import get_dataset
 
     sys.path.insert(0, str(ROOT / "bench"))
     try:

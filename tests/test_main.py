@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-import main as main_mod
-from args import Settings, parse_args, replace
-from utils.checkpoint import CHECKPOINT_KEYS
-from utils.errors import UserError
-from utils.results import read_results
+from subspaces import main as main_mod
+from subspaces.args import Settings, parse_args, replace
+from subspaces.utils.checkpoint import CHECKPOINT_KEYS
+from subspaces.utils.errors import UserError
+from subspaces.utils.results import read_results
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = ["--set", "Digits", "--epochs", "2", "--save", "--lr", "0.1", "--batch-size", "128"]
@@ -187,7 +187,7 @@ def test_every_original_flag_exists():
              "--save-iters", "--test-freq", "--update-bn", "--train-update-bn", "--label-noise", "--label-smoothing",
              "--width-mult", "--output-size", "--workers", "--trainswa", "--swa-start", "--swa-lr", "--alpha0", "--alpha1",
              "--ct", "--sev", "--data-seed", "--multigpu", "--device"]
-    from args import build_parser
+    from subspaces.args import build_parser
 
     known = set(build_parser()._option_string_actions)
     assert [f for f in flags if f not in known] == []
@@ -204,7 +204,7 @@ def test_settings_are_immutable_and_misspellings_fail():
 
 def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
     """A crash while saving leaves neither a partial checkpoint nor a temp file behind."""
-    from utils import checkpoint
+    from subspaces.utils import checkpoint
 
     def boom(obj, f, *a, **k):
         Path(f).write_bytes(b"partial")
@@ -217,7 +217,7 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
 
 
 def test_results_header_grows_with_new_columns(tmp_path):
-    from utils.results import append_rows
+    from subspaces.utils.results import append_rows
 
     path = tmp_path / "results.csv"
     append_rows(path, [{"Name": "a", "curr_acc1": 0.5, "best_acc1": 0.5, "train_loss": 1.0, "norm": 2.0}])
@@ -239,7 +239,7 @@ def test_save_iters_and_save_epochs_write_checkpoints(tmp_path):
 
 def test_num_samples_draws_a_point_per_part_of_the_batch(tmp_path, monkeypatch):
     """Appendix B: --num-samples K trains K points per batch, each on its own part of it."""
-    import trainers.subspace as sub
+    import subspaces.trainers.subspace as sub
 
     points, sizes = [], []
     real_sample = sub.sample_and_set

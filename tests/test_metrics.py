@@ -9,23 +9,23 @@ import math
 import pytest
 import torch
 
-from utils.evaluation import CachedBatches
-from utils.metrics import (
-    accuracy,
-    brier,
-    classification_metrics,
-    disagreement,
-    disagreement_correct,
-    ece,
-    ensemble_metrics,
-    ensemble_probs,
-    feature_cossim,
-    nll,
-    nll_from_probs,
-    pairwise_stats,
-    probs_metrics,
-    tv_distance,
-)
+from subspaces.utils.evaluation import CachedBatches
+from subspaces.utils.metrics import (
+                                     accuracy,
+                                     brier,
+                                     classification_metrics,
+                                     disagreement,
+                                     disagreement_correct,
+                                     ece,
+                                     ensemble_metrics,
+                                     ensemble_probs,
+                                     feature_cossim,
+                                     nll,
+                                     nll_from_probs,
+                                     pairwise_stats,
+                                     probs_metrics,
+                                     tv_distance,
+                                     )
 
 # Five examples, three classes. Confidence (max prob), 20-bin index (floor(conf * 20)), correct?
 #   0.93 -> bin 18, right      0.81 -> bin 16, wrong (predicts 1, label 0)

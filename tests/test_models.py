@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-import models
-from models import MODELS, Builder, get_model
-from models.cifar_resnet import Block
-from modes import SubspaceLayer
-from utils.errors import UserError
+from subspaces import models
+from subspaces.models import MODELS, Builder, get_model
+from subspaces.models.cifar_resnet import Block
+from subspaces.modes import SubspaceLayer
+from subspaces.utils.errors import UserError
 
 LAYER_TYPES = [
     ("StandardConv", "StandardBN", 1),

@@ -15,20 +15,20 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import modes
-from modes import (
-    SubspaceBN,
-    SubspaceConv,
-    SubspaceLayer,
-    conv_layers,
-    cosine_regulariser,
-    endpoint_stats,
-    get_layer_type,
-    sample_and_set,
-    subspace_layers,
-)
-from modes.coefficients import CurveCoefficients, LineCoefficients, SimplexCoefficients
-from utils.errors import UserError
+from subspaces import modes
+from subspaces.modes import (
+                             SubspaceBN,
+                             SubspaceConv,
+                             SubspaceLayer,
+                             conv_layers,
+                             cosine_regulariser,
+                             endpoint_stats,
+                             get_layer_type,
+                             sample_and_set,
+                             subspace_layers,
+                             )
+from subspaces.modes.coefficients import CurveCoefficients, LineCoefficients, SimplexCoefficients
+from subspaces.utils.errors import UserError
 
 # --- the paper's coefficients, by hand -------------------------------------------------------------
 
@@ -270,7 +270,7 @@ def test_simplex_layers_pickle():
     for clone in (pickle.loads(pickle.dumps(layer)), copy.deepcopy(layer)):
         assert type(clone) is type(layer) and clone.point == layer.point
         assert torch.equal(clone.weight4, layer.weight4)
-    import modes.modules as module
+    import subspaces.modes.modules as module
 
     assert module.SimplexConv5 is type(layer)
     assert not hasattr(module, "SimplexConv1") and not hasattr(module, "NoSuchLayer")

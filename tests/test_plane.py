@@ -10,15 +10,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import main as main_mod
-from analyze_results import plane as plane_mod
-from analyze_results.plane import barycentric, plane_basis, plane_plot
-from args import Settings, replace
-from data import get_dataset
-from utils.bn import update_bn
-from utils.checkpoint import save_checkpoint
-from utils.errors import UserError
-from utils.evaluation import predict
+from subspaces import main as main_mod
+from subspaces.analysis import plane as plane_mod
+from subspaces.analysis.plane import barycentric, plane_basis, plane_plot
+from subspaces.args import Settings, replace
+from subspaces.data import get_dataset
+from subspaces.utils.bn import update_bn
+from subspaces.utils.checkpoint import save_checkpoint
+from subspaces.utils.errors import UserError
+from subspaces.utils.evaluation import predict
 
 TINY = dict(model="DigitsConvNet", output_size=10, width_mult=0.25, batch_size=256, test_batch_size=512)
 

@@ -16,9 +16,9 @@ import pytest
 import torch
 from filelock import FileLock
 
-from utils.errors import UserError
-from utils.io import atomic_write_text
-from utils.results import BASE_COLUMNS, append_rows, check_log_dir, read_results
+from subspaces.utils.errors import UserError
+from subspaces.utils.io import atomic_write_text
+from subspaces.utils.results import BASE_COLUMNS, append_rows, check_log_dir, read_results
 from tests.helpers import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ APPENDER = """
 import sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
-from utils.results import append_rows
+from subspaces.utils.results import append_rows
 path, me, n, go = Path(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), Path(sys.argv[5])
 while not go.exists():
     time.sleep(0.002)
@@ -223,7 +223,7 @@ def test_replaced_files_keep_their_mode(tmp_path, keep):
 
 def test_atomic_write_syncs_the_file_before_the_rename(tmp_path, monkeypatch):
     """The data reach the disk before the rename, and the rename too: a power cut leaves old or new."""
-    import utils.io as uio
+    import subspaces.utils.io as uio
 
     events, real_fsync, real_replace = [], os.fsync, os.replace
     monkeypatch.setattr(uio.os, "fsync", lambda fd: (events.append(("fsync", os.fstat(fd).st_ino)), real_fsync(fd)))
@@ -305,7 +305,7 @@ from pathlib import Path
 # ignored, and Python then installs no KeyboardInterrupt handler.
 signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, sys.argv[1])
-import utils.checkpoint as checkpoint
+import subspaces.utils.checkpoint as checkpoint
 real, pause_after = checkpoint.atomic_write, sys.argv[2]
 def write_then_pause(path, write):
     real(path, write)
@@ -313,7 +313,7 @@ def write_then_pause(path, write):
         print("SAVED", flush=True)
         time.sleep(120)
 checkpoint.atomic_write = write_then_pause
-import main
+from subspaces import main
 sys.exit(main.cli(sys.argv[3:]))
 """
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 
-import main as main_mod
-from args import parse_args
-from trainers import TRAINERS, Trainer
-from trainers import TestResult as Result
-from trainers.default import test_metrics as metrics_of
-from utils.checkpoint import load_checkpoint
-from utils.results import read_results
+from subspaces import main as main_mod
+from subspaces.args import parse_args
+from subspaces.trainers import TRAINERS, Trainer
+from subspaces.trainers import TestResult as Result
+from subspaces.trainers.default import test_metrics as metrics_of
+from subspaces.utils.checkpoint import load_checkpoint
+from subspaces.utils.results import read_results
 from tests.helpers import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -138,7 +138,7 @@ def test_resuming_with_another_optimizer_is_refused_and_new_flags_apply(tmp_path
 
 
 def test_a_checkpoint_without_an_epoch_is_a_one_line_error(tmp_path, capsys):
-    from utils.checkpoint import save_checkpoint
+    from subspaces.utils.checkpoint import save_checkpoint
 
     assert cli(["--set", "Digits", "--epochs", "1", "--save", "--log-dir", tmp_path, "--name", "a"]) == 0
     ck = load_checkpoint(checkpoints(tmp_path / "a+try=0")[-1][2])
@@ -190,7 +190,7 @@ def test_main_names_no_trainer():
 
 
 def test_a_mid_epoch_checkpoint_of_two_processes_needs_two(tmp_path, capsys):
-    from utils.checkpoint import save_checkpoint
+    from subspaces.utils.checkpoint import save_checkpoint
 
     assert cli(LINE + ["--epochs", 1, "--save", "--log-dir", tmp_path, "--name", "m", "--save-iters", "4"]) == 0
     ck = load_checkpoint(tmp_path / "m+try=0" / "epoch_0_iter_4.pt")

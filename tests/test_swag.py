@@ -8,15 +8,15 @@ from pathlib import Path
 import pytest
 import torch
 
-import main as main_mod
-from args import parse_args, replace
-from data import get_dataset
-from trainers.swa import SWAGStatistics
-from utils.bn import update_bn
-from utils.evaluation import predict
-from utils.metrics import classification_metrics, probs_metrics
-from utils.results import read_results
-from utils.seed import make_generator
+from subspaces import main as main_mod
+from subspaces.args import parse_args, replace
+from subspaces.data import get_dataset
+from subspaces.trainers.swa import SWAGStatistics
+from subspaces.utils.bn import update_bn
+from subspaces.utils.evaluation import predict
+from subspaces.utils.metrics import classification_metrics, probs_metrics
+from subspaces.utils.results import read_results
+from subspaces.utils.seed import make_generator
 from tests.helpers import cli, ckpt_at
 
 SMALL = ["--set", "Digits", "--batch-size", "128", "--width-mult", "0.5"]

@@ -6,12 +6,12 @@ import math
 import pytest
 import torch
 
-from args import Settings, replace
-from utils.errors import UserError
-from utils.optim import get_optimizer
-from utils.results import parse_name
-from utils.schedulers import SCHEDULES, assign_learning_rate, get_schedule
-from utils.seed import derive_seed, make_generator
+from subspaces.args import Settings, replace
+from subspaces.utils.errors import UserError
+from subspaces.utils.optim import get_optimizer
+from subspaces.utils.results import parse_name
+from subspaces.utils.schedulers import SCHEDULES, assign_learning_rate, get_schedule
+from subspaces.utils.seed import derive_seed, make_generator
 
 
 def test_cosine_with_warmup_matches_the_paper_schedule():

@@ -6,7 +6,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from analyze_results.common import cli, figure4  # noqa: E402
+from experiment_configs import RESULTS_ROOT  # noqa: E402
+from subspaces.analysis.figures import cli, figure4  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(cli(figure4, "tinyimagenet", __doc__))
+    sys.exit(cli(figure4, "tinyimagenet", __doc__, results_root=RESULTS_ROOT))

@@ -4,11 +4,13 @@ SGD (lr 0.1, momentum 0.9, weight decay 1e-4), cosine schedule with 5 warm-up ep
 beta 1, two seeds, simplexes with n = 2..6. Data in ``<--data>/cifar10`` (default ``~/data``).
 Every config script of this folder starts from ``SETUP.base``; edit it here to change them all.
 """
-from args import Settings
-from experiment_configs.sweep import DataSetup
+from experiment_configs import RESULTS_ROOT
+from subspaces.args import Settings
+from subspaces.sweep import DataSetup
 
 SETUP = DataSetup(
     key="cifar10",
+    results_root=RESULTS_ROOT,
     base=Settings(
         set="CIFAR10",
         data="~/data",

@@ -4,11 +4,13 @@ SGD (lr 0.1, momentum 0.9, weight decay 1e-4), cosine schedule, batch 128, beta 
 as the paper; 20 epochs with 2 warm-up epochs instead of 160 with 5, and simplexes with n = 2..4.
 Every config script of this folder starts from ``SETUP.base``; edit it here to change them all.
 """
-from args import Settings
-from experiment_configs.sweep import DataSetup
+from experiment_configs import RESULTS_ROOT
+from subspaces.args import Settings
+from subspaces.sweep import DataSetup
 
 SETUP = DataSetup(
     key="digits",
+    results_root=RESULTS_ROOT,
     base=Settings(
         set="Digits",
         model="DigitsConvNet",

@@ -5,11 +5,13 @@ SGD (lr 0.1, momentum 0.9), cosine schedule with 5 warm-up epochs, beta 1, two s
 present); for several GPUs set ``multigpu=(0, 1, 2, 3)`` below.
 Every config script of this folder starts from ``SETUP.base``; edit it here to change them all.
 """
-from args import Settings
-from experiment_configs.sweep import DataSetup
+from experiment_configs import RESULTS_ROOT
+from subspaces.args import Settings
+from subspaces.sweep import DataSetup
 
 SETUP = DataSetup(
     key="imagenet",
+    results_root=RESULTS_ROOT,
     base=Settings(
         set="ImageNet",
         data="~/data",

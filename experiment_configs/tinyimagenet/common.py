@@ -5,11 +5,13 @@ beta 1, two seeds, simplexes with n = 2..6. Data in ``<--data>/tiny-imagenet-200
 ``~/data``), the raw download: no reorganisation of val/ needed.
 Every config script of this folder starts from ``SETUP.base``; edit it here to change them all.
 """
-from args import Settings
-from experiment_configs.sweep import DataSetup
+from experiment_configs import RESULTS_ROOT
+from subspaces.args import Settings
+from subspaces.sweep import DataSetup
 
 SETUP = DataSetup(
     key="tinyimagenet",
+    results_root=RESULTS_ROOT,
     base=Settings(
         set="TinyImageNet",
         data="~/data",

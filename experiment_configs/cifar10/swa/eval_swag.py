@@ -9,10 +9,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository root
 
-from args import replace  # noqa: E402
+from subspaces.args import replace  # noqa: E402
 from experiment_configs.cifar10.common import SETUP  # noqa: E402
 from experiment_configs.cifar10.swa import train_swag as trained_by  # noqa: E402
-from experiment_configs.sweep import EVAL_SWAG, Run, run_cli, script  # noqa: E402
+from subspaces.sweep import EVAL_SWAG, Run, run_cli, script  # noqa: E402
 
 SAMPLES, SCALE = 30, 0.5
 

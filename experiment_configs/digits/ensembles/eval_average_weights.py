@@ -11,10 +11,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository root
 
-from args import replace  # noqa: E402
+from subspaces.args import replace  # noqa: E402
 from experiment_configs.digits.common import SETUP  # noqa: E402
 from experiment_configs.digits.ensembles import train_ensemble_members as members  # noqa: E402
-from experiment_configs.sweep import ENSEMBLES, Run, run_cli, script  # noqa: E402
+from subspaces.sweep import ENSEMBLES, Run, run_cli, script  # noqa: E402
 
 TRAINERS = ("average_weights", "random_average_weights_global", "random_average_weights_layerwise",
             "random_average_weights_perweight")

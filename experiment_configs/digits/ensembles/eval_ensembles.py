@@ -9,10 +9,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository root
 
-from args import replace  # noqa: E402
+from subspaces.args import replace  # noqa: E402
 from experiment_configs.digits.common import SETUP  # noqa: E402
 from experiment_configs.digits.ensembles import train_ensemble_members as members  # noqa: E402
-from experiment_configs.sweep import ENSEMBLES, Run, run_cli, script  # noqa: E402
+from subspaces.sweep import ENSEMBLES, Run, run_cli, script  # noqa: E402
 
 SIZES = (2,)  # ensemble sizes; (2, 3) with three or more seeds
 

@@ -10,16 +10,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository root
 
-from args import replace  # noqa: E402
+from subspaces.args import replace  # noqa: E402
 from experiment_configs.digits.common import SETUP  # noqa: E402
 from experiment_configs.digits.ensembles import train_ensemble_members as members  # noqa: E402
-from experiment_configs.sweep import CONNECT, Run, run_cli, script  # noqa: E402
+from subspaces.sweep import CONNECT, Run, run_cli, script  # noqa: E402
 
 
 def pair(cfg) -> tuple:
     """The two members a curve connects: the first two seeds."""
     if len(cfg.seeds) < 2:
-        from utils.errors import UserError
+        from subspaces.utils.errors import UserError
 
         raise UserError(f"connecting members needs two seeds; pass --seeds with at least two (got {','.join(map(str, cfg.seeds))})")
     return cfg.seeds[0], cfg.seeds[1]

@@ -11,9 +11,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository root
 
-from args import replace  # noqa: E402
+from subspaces.args import replace  # noqa: E402
 from experiment_configs.digits.common import SETUP  # noqa: E402
-from experiment_configs.sweep import SWA, Run, run_cli  # noqa: E402
+from subspaces.sweep import SWA, Run, run_cli  # noqa: E402
 
 
 def train_settings(cfg, seed, label_noise):

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository r
 
 from experiment_configs.imagenet.common import SETUP  # noqa: E402
 from experiment_configs.imagenet.one_dimensional_subspaces import train_lines as trained_by  # noqa: E402
-from experiment_configs.sweep import EVAL_ONE_DIM, Run, run_cli, script  # noqa: E402
+from subspaces.sweep import EVAL_ONE_DIM, Run, run_cli, script  # noqa: E402
 
 
 def runs(cfg):

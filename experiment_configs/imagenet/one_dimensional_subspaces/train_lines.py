@@ -10,9 +10,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository root
 
-from args import replace  # noqa: E402
+from subspaces.args import replace  # noqa: E402
 from experiment_configs.imagenet.common import SETUP  # noqa: E402
-from experiment_configs.sweep import ONE_DIM, Run, run_cli, subspace_name  # noqa: E402
+from subspaces.sweep import ONE_DIM, Run, run_cli, subspace_name  # noqa: E402
 
 
 def train_settings(cfg, seed, label_noise):

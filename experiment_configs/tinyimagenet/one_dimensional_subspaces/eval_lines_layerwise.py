@@ -11,7 +11,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository r
 
 from experiment_configs.tinyimagenet.common import SETUP  # noqa: E402
 from experiment_configs.tinyimagenet.one_dimensional_subspaces import train_lines_layerwise as trained_by  # noqa: E402
-from experiment_configs.sweep import EVAL_ONE_DIM, Run, run_cli, script  # noqa: E402
+from subspaces.sweep import EVAL_ONE_DIM, Run, run_cli, script  # noqa: E402
 
 
 def runs(cfg):

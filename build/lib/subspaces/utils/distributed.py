@@ -1,0 +1,221 @@
+"""Several processes, one run: DistributedDataParallel under ``torchrun`` (or ``--multigpu``).
+
+``torchrun --nproc-per-node N main.py ...`` starts N processes with ``RANK``, ``WORLD_SIZE``,
+``LOCAL_RANK``, ``MASTER_ADDR`` and ``MASTER_PORT`` set; :func:`init_from_env` joins them into one
+process group (NCCL on GPUs, Gloo on CPUs). Everything here is a no-op in a one-process run, so
+the trainers and the evaluation code call it unconditionally:
+
+- the global batch (``--batch-size``) is split over the ranks: each takes its contiguous part of
+  every batch of the one-process run, so N processes and one process run the same experiment;
+- evaluation passes are sharded by whole batches and their results reduced exactly: logits are
+  gathered in order, BatchNorm statistics (a cumulative average over batches) are averaged with
+  each rank's batch count as weight;
+- ``--sync-bn`` computes BatchNorm batch statistics over the global batch (plain and subspace
+  BatchNorm alike: the class of each BatchNorm module gains a synchronised forward, its
+  parameters and state-dict names unchanged), with autograd through the all-reduce.
+"""
+from __future__ import annotations
+
+import datetime
+import functools
+import os
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Sequence
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place in the run: ``rank`` of ``size`` processes (``local_rank`` on its node)."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        """Whether this process writes (the run folder, checkpoints, results, TensorBoard, output)."""
+        return self.rank == 0
+
+
+def env_world() -> World:
+    """The world ``torchrun`` (or ``--multigpu``'s spawner, or Slurm via submitit) describes in the environment."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        return World()
+    return World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", os.environ["RANK"])))
+
+
+def init_process_group(world: World, device: torch.device) -> None:
+    """Join the process group of ``world`` (NCCL for CUDA, Gloo for CPU), once per process."""
+    if world.size > 1 and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, rank=world.rank, world_size=world.size, timeout=datetime.timedelta(minutes=30))
+
+
+def current() -> World:
+    """The world of the process group this process is in (one process when there is none)."""
+    if dist.is_available() and dist.is_initialized():
+        return World(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", dist.get_rank())))
+    return World()
+
+
+def part(n: int, world: World) -> slice:
+    """This rank's contiguous part of a batch of ``n`` (``torch.tensor_split``'s boundaries)."""
+    base, extra = divmod(n, world.size)
+    start = world.rank * base + min(world.rank, extra)
+    return slice(start, start + base + (1 if world.rank < extra else 0))
+
+
+def shard(batches: Iterable, world: World | None = None) -> Iterator:
+    """Every ``size``-th batch of ``batches``, starting at this rank's (evaluation passes)."""
+    world = world or current()
+    for k, batch in enumerate(batches):
+        if k % world.size == world.rank:
+            yield batch
+
+
+def _device_of(tensor: torch.Tensor) -> torch.device:
+    # NCCL reduces CUDA tensors, Gloo CPU ones.
+    return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+def all_sum(values: Sequence[float]) -> list:
+    """The sums over all ranks of a few numbers (identity in a one-process run)."""
+    if current().size == 1:
+        return list(values)
+    t = torch.tensor(list(values), dtype=torch.float64)
+    t = t.to(_device_of(t))
+    dist.all_reduce(t)
+    return t.cpu().tolist()
+
+
+def any_rank(*flags: bool) -> list:
+    """For each flag, whether it is set on any rank (every rank gets the same answer)."""
+    if current().size == 1:
+        return [bool(f) for f in flags]
+    return [v > 0 for v in all_sum([float(bool(f)) for f in flags])]
+
+
+def all_objects(obj: object) -> list:
+    """``obj`` of every rank, by rank (a one-element list in a one-process run)."""
+    if current().size == 1:
+        return [obj]
+    everyone: list = [None] * current().size
+    dist.all_gather_object(everyone, obj)
+    return everyone
+
+
+def gather_batches(outputs: list, n_batches: int) -> list:
+    """Put back in batch order the per-batch outputs that :func:`shard` spread over the ranks."""
+    world = current()
+    if world.size == 1:
+        return outputs
+    everyone: list = [None] * world.size
+    dist.all_gather_object(everyone, [tuple(t.cpu() for t in out) for out in outputs])
+    return [everyone[k % world.size][k // world.size] for k in range(n_batches)]
+
+
+@torch.no_grad()
+def average_bn_statistics(model: nn.Module, local_batches: int) -> None:
+    """Make every rank's BatchNorm running statistics the cumulative average over all ranks'
+    batches (each rank averaged its own ``local_batches`` batches): weights = batch counts."""
+    if current().size == 1:
+        return
+    total = all_sum([local_batches])[0]
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+            for buf in (m.running_mean, m.running_var):
+                buf.mul_(local_batches / total)
+                dist.all_reduce(buf)
+            m.num_batches_tracked.fill_(int(total))
+
+
+def wrap(models: list, device: torch.device, world: World) -> list:
+    """DistributedDataParallel around each model that has something to train (the others, such
+    as SWA's frozen average, are updated identically on every rank and stay as they are)."""
+    if world.size == 1:
+        return models
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    ids = [device.index] if device.type == "cuda" else None
+    return [DDP(m, device_ids=ids) if any(p.requires_grad for p in m.parameters()) else m for m in models]
+
+
+# --- --multigpu: one process per GPU, spawned as torchrun would start them ------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _child(index: int, entry, argv: list, size: int, port: int) -> None:
+    os.environ.update(RANK=str(index), LOCAL_RANK=str(index), WORLD_SIZE=str(size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    code = entry(argv)
+    if code:
+        raise SystemExit(code)
+
+
+def spawn(entry, argv: list, gpus: Sequence[int]) -> int:
+    """Run ``entry(argv)`` in one spawned process per GPU of ``gpus`` (ranks 0..n-1 on one node, the
+    environment torchrun sets); returns the first non-zero exit status, or 0."""
+    import torch.multiprocessing as mp
+
+    try:
+        mp.start_processes(_child, args=(entry, argv, len(gpus), _free_port()), nprocs=len(gpus), start_method="spawn")
+    except mp.ProcessExitedException as e:
+        return e.exit_code or 1
+    return 0
+
+
+# --- synchronised BatchNorm (--sync-bn) ---------------------------------------------------------
+
+
+class _SyncForward:
+    """Mixin: batch statistics over all ranks in training; the class's own forward otherwise."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not (self.training and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+            return super().forward(x)
+        self._check_input_dim(x)
+        weight, bias = self.get_weight() if hasattr(self, "get_weight") else (self.weight, self.bias)
+        dims = [d for d in range(x.dim()) if d != 1]
+        local = torch.cat([x.sum(dims), x.pow(2).sum(dims), x.new_full((1,), x.numel() / x.shape[1])])
+        from torch.distributed.nn.functional import all_reduce  # autograd flows through the reduction
+
+        total = all_reduce(local)
+        c = x.shape[1]
+        count = total[-1]
+        mean = total[:c] / count
+        var = total[c:2 * c] / count - mean.pow(2)
+        if self.track_running_stats:
+            with torch.no_grad():
+                self.num_batches_tracked.add_(1)
+                momentum = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                unbiased = var * (count / (count - 1).clamp(min=1))
+                self.running_mean.lerp_(mean.detach(), momentum)
+                self.running_var.lerp_(unbiased.detach(), momentum)
+        shape = [1, c] + [1] * (x.dim() - 2)
+        out = (x - mean.view(shape)) * torch.rsqrt(var.view(shape) + self.eps)
+        return out * weight.view(shape) + bias.view(shape) if weight is not None else out
+
+
+@functools.lru_cache(maxsize=None)
+def _sync_type(cls: type) -> type:
+    return type(f"Sync{cls.__name__}", (_SyncForward, cls), {"__module__": cls.__module__})
+
+
+def convert_sync_bn(model: nn.Module) -> nn.Module:
+    """``--sync-bn``: every BatchNorm of ``model`` (plain or subspace) computes its batch statistics
+    over the global batch. Same parameters, buffers and state-dict names; in place."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not isinstance(m, _SyncForward):
+            m.__class__ = _sync_type(type(m))
+    return model

@@ -1,0 +1,17 @@
+"""The one exception type for bad input.
+
+Library code raises :class:`UserError` with a one-line message that names the fix; the command
+line entry points turn it into that line on stderr and a non-zero exit, with no traceback.
+Library code never calls ``exit()``.
+"""
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Bad input from the user (flags, data folders, checkpoints): the message names the fix."""
+
+
+def unknown_name(kind: str, name: str, valid: "list[str] | tuple[str, ...]", flag: str = "") -> UserError:
+    """Build the error for a registry lookup that failed, listing the valid names."""
+    where = f" ({flag})" if flag else ""
+    return UserError(f"unknown {kind} {name!r}{where}; choose one of: {', '.join(sorted(valid))}")
