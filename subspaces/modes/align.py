@@ -90,17 +90,19 @@ def training_batches(settings, count: int, data: Optional[str] = None, device: s
 
 
 def align_checkpoints(a: "str | Path", b: "str | Path", out: "str | Path", point_a: Optional[Sequence[float]] = None,
-                      point_b: Optional[Sequence[float]] = None, method: str = "weight", seed: int = 0,
-                      batches: int = ACTIVATION_BATCHES, data: Optional[str] = None, device: str = "cpu",
+                      point_b: Optional[Sequence[float]] = None, method: str = "weight", seed: Optional[int] = None,
+                      batches: Optional[int] = None, data: Optional[str] = None, device: str = "cpu",
                       force: bool = False) -> tuple:
     """Write B (or its point ``point_b``) with its units permuted to match A (or A's point
-    ``point_a``) to ``out``, atomically. Returns ``(out, alignment)``. Bad input raises UserError
-    before anything is written."""
+    ``point_a``) to ``out``, atomically. Returns ``(out, alignment)``. ``seed`` (weight matching's
+    group order, default 0) and ``batches``/``data`` (activation matching's, default
+    :data:`ACTIVATION_BATCHES` batches of B's data set) belong to one method each. Bad input raises
+    UserError before anything is written."""
     from subspaces import main
 
     check_method(method)
-    if batches < 1:
-        raise UserError(f"--batches {batches} must be at least 1")
+    _check_method_flags(method, seed, batches, data)
+    seed, batches = seed or 0, batches or ACTIVATION_BATCHES
     out = check_new_file(out, [a, b], force)
     net_a, s_a, _ = load_plain(a, point_a, "--point-a")
     net_b, s_b, ckpt_b = load_plain(b, point_b, "--point-b")
@@ -120,10 +122,21 @@ def align_checkpoints(a: "str | Path", b: "str | Path", out: "str | Path", point
         "curr_acc1": as_float(ckpt_b.get("curr_acc1", 0.0)) if standard else 0.0,
         "settings": s_b.to_dict() | {"name": f"{s_b.name}+aligned={method}", "epochs": 0},
         "aligned_to": {"checkpoint": str(a), "point": _listed(point_a), "source": str(b), "source_point": _listed(point_b),
-                       "seed": seed, **({"batches": batches} if method == "activation" else {}), **alignment.summary()},
+                       **({"batches": batches} if method == "activation" else {"seed": seed}), **alignment.summary()},
     }
     save_checkpoint(out, payload)
     return out, alignment
+
+
+def _check_method_flags(method: str, seed: Optional[int], batches: Optional[int], data: Optional[str]) -> None:
+    """Each method's own flags: given to the other method they would be ignored, so they are refused."""
+    if batches is not None and batches < 1:
+        raise UserError(f"--batches {batches} must be at least 1")
+    other = {"weight": [("--batches", batches), ("--data", data)], "activation": [("--seed", seed)]}[method]
+    for flag, value in other:
+        if value is not None:
+            use = "activation" if method == "weight" else "weight"
+            raise UserError(f"{flag} is read by --method {use}, not by --method {method}; drop {flag} or pass --method {use}")
 
 
 def _listed(point: Optional[Sequence[float]]) -> Optional[list]:
@@ -146,9 +159,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--point-a", type=floats, metavar="POINT", help="A is a line/curve (alpha) or simplex (coordinates): the point to align to")
     p.add_argument("--point-b", type=floats, metavar="POINT", help="B is a line/curve (alpha) or simplex (coordinates): the point to align")
     p.add_argument("--method", default="weight", choices=METHODS, help="weight matching (default) or activation matching")
-    p.add_argument("--seed", type=int, default=0, help="weight matching: seed of the order the groups are visited in (default: 0)")
-    p.add_argument("--batches", type=int, default=ACTIVATION_BATCHES,
-                   help=f"activation matching: training batches to correlate over (default: {ACTIVATION_BATCHES})")
+    p.add_argument("--seed", type=int, help="weight matching: seed of the order the groups are visited in (default: 0)")
+    p.add_argument("--batches", type=int, help=f"activation matching: training batches to correlate over (default: {ACTIVATION_BATCHES})")
     p.add_argument("--data", help="activation matching: folder holding the data sets (default: B's --data)")
     p.add_argument("--device", default="cpu", help="device for activation matching (default: cpu)")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")

@@ -113,11 +113,11 @@ class _Derivation:
         self.in_space: dict = {}  # layer name -> the space of its inputs
         self.entries: list = []  # (space, key, axis, module name)
         self.inputs: list = []  # (space, layer, the node it reads)
-        self.params = {k for k, _ in gm.named_parameters()}
 
     def refuse(self, node: fx.Node, why: str) -> UserError:
-        return UserError(f"{self.model_name} cannot be aligned: {why} at {node.name} ({node.format_node()[:120]}); "
-                         f"alignment knows convolutions, linear layers, BatchNorm, additions and channel-wise operations")
+        where = f"module {node.target}" if node.op == "call_module" else f"{node.name} in the traced forward"
+        return UserError(f"{self.model_name} cannot be aligned: {why} (at {where}); alignment knows convolutions, "
+                         f"linear layers, BatchNorm, additions and channel-wise operations")
 
     def groups(self) -> list:
         for node in self.gm.graph.nodes:
@@ -187,7 +187,7 @@ class _Derivation:
                         self.entries.append((s_in, f"{name}.{key}", 0, name))
             self.spaces.join(self.out_space[name], s_in)
             self.space[node] = s_in
-        elif isinstance(m, CHANNELWISE_MODULES):
+        elif isinstance(m, CHANNELWISE_MODULES) or (isinstance(m, nn.Flatten) and m.start_dim == 1):
             self.space[node] = s_in
         else:
             raise self.refuse(node, f"the layer {type(m).__name__}")
@@ -197,8 +197,8 @@ class _Derivation:
         channels times positions after a flatten)."""
         root = self.spaces.find(space)
         if root != FIXED and self.spaces.size.get(root) != channels:
-            raise self.refuse(node, f"a layer reads {channels} features of a tensor with {self.spaces.size.get(root)} channels "
-                                    f"(a flatten or reshape that mixes channels and positions)")
+            raise self.refuse(node, f"a layer reads {channels} features of a tensor with {self.spaces.size.get(root)} channels, "
+                                    f"mixed with positions by a flatten or reshape")
 
     def visit_function(self, node: fx.Node) -> None:
         target = node.target
