@@ -35,7 +35,8 @@ from experiment_configs import CONFIG_SCRIPTS
 
 # The seed walkthrough's config scripts, in the order a reproduction runs them.
 WALKTHROUGH = tuple(s for s in CONFIG_SCRIPTS if not s.startswith("swa/")
-                    and s not in ("ensembles/eval_average_weights", "one_dimensional_subspaces/eval_linestats_swa"))
+                    and s not in ("ensembles/eval_average_weights", "one_dimensional_subspaces/eval_linestats_swa",
+                                  "one_dimensional_subspaces/eval_aligned_line"))
 
 
 def make_toy_tiny(root: Path, classes: int = 10, train_per_class: int = 15, val: int = 50, size: int = 64) -> Path:

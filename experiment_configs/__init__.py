@@ -15,6 +15,7 @@ CONFIG_SCRIPTS = (
     "one_dimensional_subspaces/train_lines", "one_dimensional_subspaces/train_lines_layerwise",
     "one_dimensional_subspaces/train_curves", "one_dimensional_subspaces/eval_lines",
     "one_dimensional_subspaces/eval_lines_layerwise", "one_dimensional_subspaces/eval_curves",
-    "one_dimensional_subspaces/eval_linestats_swa", "simplexes/train_simplexes", "simplexes/train_simplexes_layerwise",
+    "one_dimensional_subspaces/eval_linestats_swa", "one_dimensional_subspaces/eval_aligned_line",
+    "simplexes/train_simplexes", "simplexes/train_simplexes_layerwise",
     "swa/train_swa", "swa/train_swag", "swa/eval_swag",
 )

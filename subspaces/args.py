@@ -93,7 +93,7 @@ class Settings:
         "default",
         "trainer: default, train_one_dim_subspaces, train_simplexes, swa (training); eval_one_dim_subspaces, "
         "eval_simplexes, ensemble, average_weights, random_average_weights_global, random_average_weights_layerwise, "
-        "random_average_weights_perweight, linestats_swa, swa_endpoint_ensembles, simplex_ensembles, swag (evaluation)",
+        "random_average_weights_perweight, linestats_swa, linestats_aligned, swa_endpoint_ensembles, simplex_ensembles, swag (evaluation)",
     )
     num_models: int = _opt(1, "number of models held by the run (ensembles, SWA baselines)")
 
@@ -110,6 +110,7 @@ class Settings:
     train_update_bn: bool = _opt(False, "training: recompute BatchNorm statistics at the midpoint before each test", action="store_true")
     t: Optional[float] = _opt(None, "swa_endpoint_ensembles: network j is t * w_j + (1 - t) / (N - 1) * sum_{i != j} w_i, in [0, 1] (required there); linestats_swa: the point (1 - t) * w_a + t * w_b, i.e. --alpha1 (the original's t); default: unset", metavar="T")
     baset: Optional[float] = _opt(None, "linestats_swa: the second point (1 - baset) * w_a + baset * w_b, i.e. --alpha0 (the original's baset); default: unset (--alpha0)", metavar="T")
+    align: Optional[str] = _opt(None, "linestats_aligned: how member B's units are permuted to match member A's before the line between them is evaluated: weight (weight matching, Git Re-Basin) or activation (correlations of their activations on 8 training batches); default: unset (weight there)", choices=("weight", "activation"))
     ensemble_mode: str = _opt("logits", "ensembles (of members, of a pair of points, of simplex vertices): summed logits (as the original) or averaged probabilities", choices=("logits", "probs"))
 
     # --- optimisation ---------------------------------------------------------------------------

@@ -97,6 +97,11 @@ def test_configs_build_the_papers_settings(ds):
     line = list(config(ds, "one_dimensional_subspaces/eval_linestats_swa").runs(cfg))
     assert [r.settings.trainer for r in line] == ["linestats_swa"] and line[0].settings.alphas == ALPHAS
     assert [t.name for t in line[0].needs] == [f"id=base+ln=0.0+seed={i}" for i in (0, 1)]
+    aligned = list(config(ds, "one_dimensional_subspaces/eval_aligned_line").runs(cfg))
+    assert [(r.settings.trainer, r.settings.align, r.settings.alphas, r.settings.log_dir) for r in aligned] == [
+        ("linestats_aligned", "weight", ALPHAS, line[0].settings.log_dir)]
+    assert aligned[0].settings.name == "id=linestats-aligned+ln=0.0+epochs=" + line[0].settings.name.split("epochs=")[1]
+    assert aligned[0].needs == line[0].needs
     averages = list(config(ds, "ensembles/eval_average_weights").runs(cfg))
     assert [r.settings.trainer for r in averages] == ["average_weights"] + [f"random_average_weights_{g}" for g in ("global", "layerwise", "perweight")]
 
@@ -220,8 +225,8 @@ def test_every_config_runs_in_smoke_mode(ds, tmp_path):
         assert run_cli(mod.runs, mod.SETUP, argv=argv) == 0, script
     counts = rows(tmp_path)
     # eval-ensemble: the ensemble and the four weight averages of the pair; the grid's two pairs for
-    # three subspaces of two seeds and for the straight line between the members; SWA and SWAG.
-    assert counts == {"eval-ensemble": 1 + 4, "eval-one-dimensional-subspaces": 3 * 2 * 2 + 2, "one-dimensional-subspaces": 6,
+    # three subspaces of two seeds and for the straight line between the members, aligned or not; SWA and SWAG.
+    assert counts == {"eval-ensemble": 1 + 4, "eval-one-dimensional-subspaces": 3 * 2 * 2 + 2 * 2, "one-dimensional-subspaces": 6,
                       "simplexes": 4, "swa": 2 + 2, "eval-swag": 2, "train-ensemble-members": 2}
     ens = read_results(tmp_path / "eval-ensemble" / "results.csv")[0]
     assert ens["Name"].startswith("id=ensemble+ln=0.0+epochs=1+num_models=2+members=0-1+try=0") and ens["set"] == "Digits"
@@ -243,9 +248,9 @@ def test_reproduce_makes_the_figures(digits_pipeline, capsys):
         for ext in ("png", "pdf", "csv"):
             assert (root / "figures" / f"{stem}.{ext}").stat().st_size > 0
     # Ensembles at two noise levels and four weight averages; three subspaces of two seeds and the
-    # line between the members on a grid of three; SWA at two noise levels and SWAG; the curve
-    # connecting two members and the points along it and the straight line between them.
-    assert rows(root) == {"eval-ensemble": 2 + 4, "eval-one-dimensional-subspaces": 3 * 2 * 3 + 3, "one-dimensional-subspaces": 8,
+    # line between the members, aligned or not, on a grid of three; SWA at two noise levels and SWAG;
+    # the curve connecting two members and the points along it and the straight line between them.
+    assert rows(root) == {"eval-ensemble": 2 + 4, "eval-one-dimensional-subspaces": 3 * 2 * 3 + 3 * 2, "one-dimensional-subspaces": 8,
                           "simplexes": 4, "swa": 4 + 2, "eval-swag": 2, "train-ensemble-members": 4,
                           "mode-connectivity": 1, "eval-mode-connectivity": 2 * 3}
     # the connecting curve's ends are the first two members, unchanged (--fix-endpoints)
@@ -265,7 +270,7 @@ def test_rerunning_a_finished_pipeline_adds_nothing(digits_pipeline, capsys):
     assert time.time() - start < 15
     assert rows(root) == before and sorted(p.name for p in root.glob("*/*+try=*")) == folders
     out = capsys.readouterr().out
-    assert ": new" not in out and out.count("skipped") == 40  # every run of the pipeline (trainings and evaluations)
+    assert ": new" not in out and out.count("skipped") == 41  # every run of the pipeline (trainings and evaluations)
     assert "Plane through" not in out  # the plane is drawn again only for a newer curve
     assert str(root / "figures" / "one_dimensional_subspaces.png") in out
 

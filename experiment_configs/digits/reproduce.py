@@ -3,9 +3,10 @@
 Runs the Digits configs of this folder in order -- ensemble members, lines, layerwise lines,
 curves, simplexes (n = 2..4, layerwise and not), SWA and SWAG; the ensembles of two and the
 weight averages of two members, the points along each line and curve and along the straight line
-between two members, SWAG's Bayesian model average, and a curve connecting the first two members
-(mode connectivity) with the points along it -- then draws the figures with analyze_results (and
-the plane through the connecting curve's ends and bend) and prints the numbers and where they are.
+between two members (also after aligning the second one's units to the first's by weight matching),
+SWAG's Bayesian model average, and a curve connecting the first two members (mode connectivity)
+with the points along it -- then draws the figures with analyze_results (and the plane through the
+connecting curve's ends and bend) and prints the numbers and where they are.
 The members, lines, ensembles and SWA also run with 20% label noise for the calibration figure.
 Finished runs are skipped, so a second call only redraws the figures; an interrupted call
 continues where it stopped. Results: learning-subspaces-results/digits/ in the repository.
@@ -27,7 +28,7 @@ from experiment_configs.digits.common import SETUP  # noqa: E402
 from experiment_configs.digits.mode_connectivity import connect_members  # noqa: E402
 from subspaces.launch import RunsFailed  # noqa: E402
 from experiment_configs import CONFIG_SCRIPTS  # noqa: E402
-from subspaces.sweep import (ENSEMBLES, EVAL_CONNECT, EVAL_SWAG, build_parser, execute,  # noqa: E402
+from subspaces.sweep import (ENSEMBLES, EVAL_CONNECT, EVAL_ONE_DIM, EVAL_SWAG, build_parser, execute,  # noqa: E402
                              final_checkpoint, make_config)
 from subspaces.utils.errors import UserError  # noqa: E402
 
@@ -45,6 +46,13 @@ BASELINES = (
     (EVAL_SWAG, "swag-bma", "curr_acc1", "SWAG: Bayesian model average of 30 draws"),
 )
 SWAG_ECE = (EVAL_SWAG, "swag-bma", "ece", "SWAG (Bayesian model average)")
+# Figure 4's three curves (id, label), reported at these alphas: the point alone, BatchNorm recomputed.
+LINES = (
+    ("lines", "Learned line"),
+    ("linestats-swa", "Straight line between two members"),
+    ("linestats-aligned", "Straight line, member B aligned (weight matching)"),
+)
+LINE_ALPHAS = (0.0, 0.25, 0.5)
 PLANE_GRID = 11  # the plane plot's grid: 11 x 11 points (3 x 3 with --smoke)
 LABEL_NOISE = (0.0, 0.2)  # the calibration figure's levels; Figures 4 and 5 use the first
 
@@ -100,6 +108,28 @@ def report(fig4, fig5, cal, noise_levels, simplex_n, baselines=(), swag_ece=None
             print(f"  label noise {ln}: {label:<30} {_fmt(acc)} / ECE {ece_text}")
     if swag_ece is not None:
         print(f"  label noise {noise_levels[0]}: {SWAG_ECE[3]:<30} ECE {_fmt(swag_ece)}")
+
+
+def line_values(root: Path, label_noise: float) -> list:
+    """``[(label, [(mean, std, n) or None per alpha of LINE_ALPHAS])]``: the accuracy of the point
+    at alpha (``curr_acc1`` at ``alpha1``) along each of :data:`LINES`, over the runs there are."""
+    rows = load(root / EVAL_ONE_DIM / "results.csv")
+    out = []
+    for run_id, label in LINES:
+        cells = []
+        for a in LINE_ALPHAS:
+            vals = values(select(rows, run_id, label_noise, alpha1=a), "curr_acc1")
+            cells.append((statistics.fmean(vals), statistics.pstdev(vals), len(vals)) if vals else None)
+        out.append((label, cells))
+    return out
+
+
+def report_lines(table: list) -> None:
+    """Figure 4's three curves at :data:`LINE_ALPHAS` (alpha 0 is network A, or the line's first end)."""
+    print("Along the lines (the point alone, BatchNorm recomputed at each point; mean +- std over runs):")
+    for label, cells in table:
+        text = "  ".join(f"alpha {a:g}: {_fmt(v)}" for a, v in zip(LINE_ALPHAS, cells))
+        print(f"  {label:<50} {text}")
 
 
 def connectivity(cfg, out, label_noise: float, grid: int = PLANE_GRID):
@@ -164,6 +194,7 @@ def main(argv=None) -> int:
         return 130
     swag_ece = baseline_values(cfg.log_root, noise_levels[0], (SWAG_ECE,))[0][1]
     report(fig4, fig5, cal, noise_levels, cfg.simplex_n, baseline_values(cfg.log_root, noise_levels[0]), swag_ece)
+    report_lines(line_values(cfg.log_root, noise_levels[0]))
     report_connectivity(along)
     print(f"\nFigures (PNG and PDF, with the plotted numbers as CSV) in {out}:")
     for path in [fig.paths[0] for fig in (fig4, fig5, cal)] + plane_paths[:1]:
