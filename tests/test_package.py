@@ -66,7 +66,7 @@ def _project() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
-@pytest.mark.parametrize("script", ["subspaces-train", "subspaces-export", "subspaces-plane"])
+@pytest.mark.parametrize("script", ["subspaces-train", "subspaces-export", "subspaces-plane", "subspaces-plot"])
 def test_console_scripts_name_callables(script):
     target = _project()["scripts"][script]
     module, func = target.split(":")
@@ -104,5 +104,5 @@ def test_the_wheel_holds_every_subpackage_and_no_top_level_scripts(tmp_path):
     assert {n.split("/")[0] for n in modules} == {"subspaces"}
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
-    for script in ("subspaces-train", "subspaces-export", "subspaces-plane"):
+    for script in ("subspaces-train", "subspaces-export", "subspaces-plane", "subspaces-plot"):
         assert script in text
