@@ -101,6 +101,31 @@ CALIBRATED = (
 )
 
 
+# --- reading rows -------------------------------------------------------------------------------
+
+
+def select(rows: list, run_id: str, label_noise: Optional[float] = None, **columns: float) -> list:
+    """Rows whose name has ``id=<run_id>``, at ``label_noise`` (any if None), with numeric ``columns``."""
+    out = []
+    for r in rows:
+        if r["_tags"].get("id") != run_id:
+            continue
+        if label_noise is not None and not math.isclose(label_noise_of(r), label_noise, abs_tol=1e-9):
+            continue
+        if all(num(r, c) is not None and math.isclose(num(r, c), v, abs_tol=1e-9) for c, v in columns.items()):
+            out.append(r)
+    return out
+
+
+def model_title(rows: list) -> str:
+    """``cifar_resnet_20 (CIFAR10)`` from the rows' ``model_name``/``model`` and ``set`` columns."""
+    for r in rows:
+        model = r.get("model_name") or r.get("model")
+        if model:
+            return f"{model} ({r.get('set', '')})"
+    return ""
+
+
 # --- series -------------------------------------------------------------------------------------
 
 
@@ -142,28 +167,6 @@ def series(rows: list, x_col: str, y_col: str, label: str) -> Series:
 def values(rows: list, col: str) -> list:
     """The numbers of column ``col`` (empty cells skipped)."""
     return [v for v in (num(r, col) for r in rows) if v is not None]
-
-
-def select(rows: list, run_id: str, label_noise: Optional[float] = None, **columns: float) -> list:
-    """Rows whose name has ``id=<run_id>``, at ``label_noise`` (any if None), with numeric ``columns``."""
-    out = []
-    for r in rows:
-        if r["_tags"].get("id") != run_id:
-            continue
-        if label_noise is not None and not math.isclose(label_noise_of(r), label_noise, abs_tol=1e-9):
-            continue
-        if all(num(r, c) is not None and math.isclose(num(r, c), v, abs_tol=1e-9) for c, v in columns.items()):
-            out.append(r)
-    return out
-
-
-def model_title(rows: list) -> str:
-    """``cifar_resnet_20 (CIFAR10)`` from the rows' ``model_name``/``model`` and ``set`` columns."""
-    for r in rows:
-        model = r.get("model_name") or r.get("model")
-        if model:
-            return f"{model} ({r.get('set', '')})"
-    return ""
 
 
 def draw(ax, s: Series, color: str, ls: str = "-", marker: Optional[str] = None, band: bool = True, lw: float = 2, ms: float = 5) -> None:

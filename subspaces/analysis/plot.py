@@ -90,12 +90,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if a.label_noise is not None:
             conditions["label_noise"] = str(a.label_noise)
         figures = plot(a.figure, a.sources, a.out or default_out(a.sources[0]), conditions)
-    except MissingRuns as e:
+    except UserError as e:  # nothing to draw: 1; a source or --where that cannot be read: 2
         print(f"error: {e}", file=sys.stderr)
-        return 1
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(e, MissingRuns) else 2
     for fig in figures:
         print_result(fig)
     return 0
