@@ -147,6 +147,16 @@ def test_default_paths_follow_the_configs():
     assert common.default_root("cifar10", RESULTS_ROOT) == SETUP.log_root
 
 
+def test_rows_of_another_model_are_not_averaged_in(tmp_path):
+    make_results(tmp_path)  # a config edited to another model, its runs in the same folders
+    append_rows(tmp_path / SIMPLEXES / "results.csv", [{"Name": "id=simplex+n=2+ln=0.0+beta=1.0+num_samples=1+seed=5+try=0", "curr_acc1": 0.5,
+                                                         "n": 2, **common_cols(0.0, 5), "model_name": "cifar_resnet_56"}])
+    fig = figure5(tmp_path, tmp_path / "out", "cifar10")
+    assert fig.value("Simplex (Midpoint)", 2.0)[:3] == (pytest.approx(0.921), pytest.approx(0.001), 2)
+    assert fig.notes == [f"Figure 5 drawn for model_name=cifar_resnet_20; rows of model_name=cifar_resnet_56 skipped: "
+                         f"draw them with python analyze_results/plot.py figure5 {tmp_path}"]
+
+
 # --- Figure 4's straight lines: optional, and in a panel of their own when they dip far ----------
 
 
@@ -260,7 +270,7 @@ def test_plot_figure5_and_calibration_from_runs_made_by_hand(tmp_path):
     assert fig5.value("Simplex (Midpoint)", 2.0)[0] == pytest.approx(0.92)  # n from SimplexConv2
     assert fig5.value("Simplex (Layerwise, Midpoint)", 3.0)[0] == pytest.approx(0.931)
     assert fig5.value("Standard Training")[:3] == (pytest.approx(0.95), 0.0, 1)  # at label noise 0, not 0.2
-    assert fig5.notes == ["rows of label_noise=0.2 hold nothing Figure 5 draws: skipped"]
+    assert fig5.notes == ["rows of label_noise=0.2 hold nothing Figure 5 draws: skipped"] and fig5.paths[0].name == "simplexes.png"
     cal, = plot.plot("calibration", [csv], tmp_path / "figs")
     assert cal.value("Line (Midpoint)", 0.2)[0] == pytest.approx(0.76) and cal.value("SWA ECE", 0.0)[0] == pytest.approx(0.015)
     assert cal.notes == ["the calibration figure drawn without: Standard Ensemble of Two (main.py --trainer ensemble --resume a.pt,b.pt --pretrained --epochs 0)"]

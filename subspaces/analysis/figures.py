@@ -169,13 +169,13 @@ def values(rows: list, col: str) -> list:
     return [v for v in (num(r, col) for r in rows) if v is not None]
 
 
-def draw(ax, s: Series, color: str, ls: str = "-", marker: Optional[str] = None, band: bool = True, lw: float = 2, ms: float = 5) -> None:
-    """Mean over seeds with a shaded band of +- one standard deviation."""
+def draw(ax, s: Series, color: str, ls: str = "-", marker: Optional[str] = None, band: float = 0.2, lw: float = 2, ms: float = 5) -> None:
+    """Mean over seeds with a shaded band of +- one standard deviation (opacity ``band``; 0: none)."""
     st = s.stats()
     xs, ys, sd = [p[0] for p in st], [p[1] for p in st], [p[2] for p in st]
     ax.plot(xs, ys, ls=ls, marker=marker, color=color, label=s.label, lw=lw, ms=ms, alpha=0.9)
     if band:
-        ax.fill_between(xs, [y - d for y, d in zip(ys, sd)], [y + d for y, d in zip(ys, sd)], color=color, alpha=0.2, lw=0)
+        ax.fill_between(xs, [y - d for y, d in zip(ys, sd)], [y + d for y, d in zip(ys, sd)], color=color, alpha=band, lw=0)
 
 
 def draw_flat(ax, xs: Sequence[float], vals: list, color: str, ls: str, label: str, lw: float = 2) -> None:
@@ -258,6 +258,35 @@ def _handle(part: Part, ls: str = "-") -> Line2D:
 # --- the figures --------------------------------------------------------------------------------
 
 
+def learned_range(curves: dict, flats: list) -> Optional[tuple]:
+    """``(lo, hi)`` of the learned lines and the baselines when the straight lines between trained
+    networks would squash them into under a third of a shared axis (then they get a panel of their
+    own); None when one axis shows them all."""
+    learned = [s for p, pair in curves.items() if p in LEARNED for s in pair if s]
+    straight = [s for p, pair in curves.items() if p in STRAIGHT for s in pair if s]
+    if not (learned and straight):
+        return None
+    spans = [s.span() for s in learned] + [flat_span(v) for _, v in flats]
+    lo, hi = min(a for a, _ in spans), max(b for _, b in spans)
+    full_lo = min(s.span()[0] for s in straight)
+    return (lo, hi) if hi - full_lo > 3 * max(hi - lo, 1e-3) else None
+
+
+def draw_figure4_panel(ax, curves: dict, flats: list, learned_only: bool = False, thin_learned: bool = False) -> None:
+    """One panel of Figure 4: each part's pair ensemble (solid) and point (dashed), the baselines flat."""
+    for p, (point, ens) in curves.items():
+        if learned_only and p in STRAIGHT:
+            continue
+        thin = thin_learned and p in LEARNED  # the learned lines, for reference, beside the straight ones
+        for s, ls in ((ens, "-"), (point, "--")):
+            if s:
+                draw(ax, s, p.color, ls, p.marker, band=0 if thin else 0.1, lw=1.2 if thin else 1.8, ms=3 if thin else 5)
+    for p, vals in flats:
+        draw_flat(ax, [0.0, 1.0], vals, p.color, p.ls, p.label, lw=1.5)
+    ax.set_xlim(0, 1)
+    ax.grid(alpha=0.3)
+
+
 def figure4_axes(by_part: dict, title: str):
     """Figure 4 from rows by part: ``(figure, plotted items)``.
 
@@ -268,43 +297,20 @@ def figure4_axes(by_part: dict, title: str):
     and the baselines, and a second panel shows everything at full range."""
     curves = {p: (series(rows, "alpha1", "curr_acc1", p.label), series(rows, "alpha1", "ensemble_acc", ensemble_label(p.label)))
               for p, rows in by_part.items() if p in LEARNED + STRAIGHT}
-    flats = [(p, values(by_part[p], "curr_acc1")) for p in (STANDARD, ENSEMBLE2) if p in by_part]
-    flats = [(p, v) for p, v in flats if v]
-    learned = [s for p, pair in curves.items() if p in LEARNED for s in pair if s]
-    straight = [s for p, pair in curves.items() if p in STRAIGHT for s in pair if s]
-    spans = [s.span() for s in learned] + [flat_span(v) for _, v in flats]
-    split = False
-    if learned and straight:
-        lo, hi = min(a for a, _ in spans), max(b for _, b in spans)
-        full_lo = min(s.span()[0] for s in straight)
-        split = hi - full_lo > 3 * max(hi - lo, 1e-3)  # the learned lines would fill under a third of the axis
-    if split:
+    flats = [(p, v) for p in (STANDARD, ENSEMBLE2) if p in by_part and (v := values(by_part[p], "curr_acc1"))]
+    zoom = learned_range(curves, flats)
+    if zoom:
         fig, (top, full) = plt.subplots(2, 1, sharex=True, figsize=(5.0, 6.0), gridspec_kw={"height_ratios": [3, 2]})
-        axes = [top, full]
-    else:
-        fig, top = plt.subplots(figsize=(5.0, 4.0))
-        axes = [top]
-    for ax in axes:
-        zoomed = split and ax is top
-        for p, (point, ens) in curves.items():
-            if zoomed and p in STRAIGHT:
-                continue
-            thin = split and not zoomed and p in LEARNED  # the learned lines, for reference, at full range
-            for s, ls in ((ens, "-"), (point, "--")):
-                if s:
-                    draw(ax, s, p.color, ls, p.marker, band=not thin, lw=1.2 if thin else 1.8, ms=3 if thin else 5)
-        for p, vals in flats:
-            draw_flat(ax, [0.0, 1.0], vals, p.color, p.ls, p.label, lw=1.5)
-        ax.set_xlim(0, 1)
-        ax.grid(alpha=0.3)
-    if split:
-        pad = max(0.1 * (hi - lo), 0.002)
-        top.set_ylim(lo - pad, hi + pad)
-        top.set_ylabel("Accuracy")
+        draw_figure4_panel(top, curves, flats, learned_only=True)
+        draw_figure4_panel(full, curves, flats, thin_learned=True)
+        pad = max(0.1 * (zoom[1] - zoom[0]), 0.002)
+        top.set_ylim(zoom[0] - pad, zoom[1] + pad)
         full.set_ylabel("Accuracy\n(full range)")
     else:
-        top.set_ylabel("Accuracy")
-    axes[-1].set_xlabel(r"$\alpha$")
+        fig, top = plt.subplots(figsize=(5.0, 4.0))
+        draw_figure4_panel(top, curves, flats)
+    top.set_ylabel("Accuracy")
+    fig.axes[-1].set_xlabel(r"$\alpha$")
     top.set_title(title)
     handles = [_handle(p) for p in curves]
     if curves:
@@ -313,8 +319,7 @@ def figure4_axes(by_part: dict, title: str):
     handles += [Line2D([], [], color=p.color, ls=p.ls, lw=1.5, label=p.label) for p, _ in flats]
     fig.tight_layout(h_pad=0.4)
     _legend_below(fig, handles)
-    items = [s for pair in curves.values() for s in pair if s] + [(p.label, v) for p, v in flats]
-    return fig, items
+    return fig, [s for pair in curves.values() for s in pair if s] + [(p.label, v) for p, v in flats]
 
 
 def figure5_axes(by_part: dict, title: str):
@@ -388,6 +393,7 @@ class Spec:
     all), how it draws them, and the settings that set one such figure apart from another."""
 
     name: str
+    command: str  # its name for analyze_results/plot.py
     stem: str
     parts: tuple
     main: tuple
@@ -396,9 +402,9 @@ class Spec:
     noise_in_title: bool = True
 
 
-FIGURE4 = Spec("Figure 4", "one_dimensional_subspaces", LEARNED + STRAIGHT + (STANDARD, ENSEMBLE2), LEARNED + STRAIGHT, figure4_axes)
-FIGURE5 = Spec("Figure 5", "simplexes", SIMPLEX + (STANDARD,), SIMPLEX, figure5_axes)
-CALIBRATION = Spec("the calibration figure", "calibration", CALIBRATED, CALIBRATED, calibration_axes,
+FIGURE4 = Spec("Figure 4", "figure4", "one_dimensional_subspaces", LEARNED + STRAIGHT + (STANDARD, ENSEMBLE2), LEARNED + STRAIGHT, figure4_axes)
+FIGURE5 = Spec("Figure 5", "figure5", "simplexes", SIMPLEX + (STANDARD,), SIMPLEX, figure5_axes)
+CALIBRATION = Spec("the calibration figure", "calibration", "calibration", CALIBRATED, CALIBRATED, calibration_axes,
                    tuple(c for c in GROUP_COLUMNS if c != "label_noise"), noise_in_title=False)
 
 
@@ -432,7 +438,8 @@ def classified(rows: list, spec: Spec) -> list:
     return out
 
 
-def _missing(spec: Spec, origin: Origin, parts: list, extra: str = "") -> MissingRuns:
+def missing_runs(spec: Spec, origin: Origin, parts: list, extra: str = "") -> MissingRuns:
+    """The error that names the missing ``parts`` and what makes them."""
     what = ", ".join(origin.what(p) for p in parts)
     how = ", ".join(dict.fromkeys(origin.how(p) for p in parts))
     if origin.key:
@@ -449,9 +456,9 @@ def render(spec: Spec, rows: list, out_dir: Path, origin: Origin, stem: Optional
     noise = sorted({label_noise_of(r) for r in rows}) if spec.noise_in_title else []
     extra = f" (label noise {noise[0]:g})" if len(noise) == 1 else ""
     if not any(p in by_part for p in spec.main):
-        raise _missing(spec, origin, [p for p in spec.main if not p.optional] or list(spec.main), extra)
+        raise missing_runs(spec, origin, [p for p in spec.main if not p.optional] or list(spec.main), extra)
     if not partial and (required := [p for p in missing if not p.optional]):
-        raise _missing(spec, origin, required, extra)
+        raise missing_runs(spec, origin, required, extra)
     title = model_title(rows) + (f", label noise {noise[0]:g}" if len(noise) == 1 and noise[0] else "")
     fig, items = spec.axes(by_part, title)
     result = save(fig, out_dir, stem or spec.stem, table_of(items))
@@ -459,6 +466,11 @@ def render(spec: Spec, rows: list, out_dir: Path, origin: Origin, stem: Optional
         left = "; ".join(f"{p.label} ({origin.how(p)})" for p in missing)
         result.notes.append(f"{spec.name} drawn without: {left}")
     return result
+
+
+def drawable(spec: Spec, split: list) -> list:
+    """The groups ``[(settings, rows)]`` that hold rows of a part that makes ``spec`` drawable."""
+    return [(settings, rows) for settings, rows in split if any(of_part(rows, p) for p in spec.main)]
 
 
 # --- one data set's results root (the configs' folders) ------------------------------------------
@@ -476,14 +488,12 @@ def from_root(spec: Spec, root: Path, out_dir: Path, key: str, label_noise: Opti
         rows = where(rows, {"label_noise": str(label_noise)})
     split = groups(rows, spec.group_columns)
     origin = Origin(f"under {root}", key)
-    if not split:
-        split = [({}, [])]
-    chosen, drawn = max(split, key=lambda g: len(g[1]))
+    chosen, drawn = max(drawable(spec, split) or [({}, rows)], key=lambda g: len(g[1]))
     result = render(spec, drawn, out_dir, origin, partial=partial)
     others = [describe_group(s) for s, _ in split if s != chosen]
     if others:
         result.notes.append(f"{spec.name} drawn for {describe_group(chosen)}; rows of {', '.join(others)} skipped: draw them with "
-                            f"python analyze_results/plot.py {spec.stem} {root} --where KEY=VALUE")
+                            f"python analyze_results/plot.py {spec.command} {root}")
     return result
 
 

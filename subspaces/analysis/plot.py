@@ -23,15 +23,16 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from subspaces.analysis.figures import CALIBRATION, FIGURE4, FIGURE5, MissingRuns, Origin, classified, print_result, render
+from subspaces.analysis.figures import CALIBRATION, FIGURE4, FIGURE5, MissingRuns, Origin, classified, drawable, missing_runs, print_result, render
 from subspaces.analysis.rows import describe_group, groups, parse_where, read_sources, where
 from subspaces.utils.errors import UserError
 
-SPECS = {"figure4": FIGURE4, "figure5": FIGURE5, "calibration": CALIBRATION}
+SPECS = {spec.command: spec for spec in (FIGURE4, FIGURE5, CALIBRATION)}
 
 
 def _stem(base: str, settings: dict) -> str:
-    return base + "_" + re.sub(r"[^A-Za-z0-9=.+_-]", "_", describe_group(settings)) if settings else base
+    """``one_dimensional_subspaces_label_noise=0.2``: the file stem of one group's figure."""
+    return base + "_" + re.sub(r"[^A-Za-z0-9=.+_-]", "_", describe_group(settings))
 
 
 def plot(figure: str, sources: Sequence[Path], out_dir: Path, conditions: Optional[dict] = None) -> list:
@@ -42,19 +43,16 @@ def plot(figure: str, sources: Sequence[Path], out_dir: Path, conditions: Option
     read = read_sources(sources)
     rows = classified(where(read, conditions or {}), spec)
     origin = Origin("in " + ", ".join(str(s) for s in sources))
-    split = groups(rows, spec.group_columns) or [({}, [])]
-    drawn: list = []
-    skipped: list = []
-    for settings, group_rows in split:
-        try:
-            drawn.append(render(spec, group_rows, Path(out_dir), origin, _stem(spec.stem, settings), partial=True))
-        except MissingRuns as e:
-            skipped.append((settings, e))
-    if not drawn:
-        e = skipped[0][1]
+    split = groups(rows, spec.group_columns)
+    todo = drawable(spec, split)
+    if not todo:
+        e = missing_runs(spec, origin, [p for p in spec.main if not p.optional])
         raise MissingRuns(f"{e} ({len(read)} rows read; subspaces-plot --help lists what makes each part)")
+    drawn = [render(spec, group_rows, Path(out_dir), origin, _stem(spec.stem, settings) if len(todo) > 1 else spec.stem, partial=True)
+             for settings, group_rows in todo]
+    skipped = [describe_group(settings) for settings, _ in split if all(settings != s for s, _ in todo)]
     if skipped:
-        drawn[0].notes.append(f"rows of {', '.join(describe_group(s) for s, _ in skipped)} hold nothing {spec.name} draws: skipped")
+        drawn[0].notes.append(f"rows of {', '.join(skipped)} hold nothing {spec.name} draws: skipped")
     return drawn
 
 
