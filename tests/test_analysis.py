@@ -273,7 +273,7 @@ def test_plot_figure5_and_calibration_from_runs_made_by_hand(tmp_path):
     assert fig5.notes == ["rows of label_noise=0.2 hold nothing Figure 5 draws: skipped"] and fig5.paths[0].name == "simplexes.png"
     cal, = plot.plot("calibration", [csv], tmp_path / "figs")
     assert cal.value("Line (Midpoint)", 0.2)[0] == pytest.approx(0.76) and cal.value("SWA ECE", 0.0)[0] == pytest.approx(0.015)
-    assert cal.notes == ["the calibration figure drawn without: Standard Ensemble of Two (main.py --trainer ensemble --resume a.pt,b.pt --pretrained --epochs 0)"]
+    assert cal.notes == ["the calibration figure drawn without: Standard Ensemble of Two (main.py --trainer ensemble --resume a.pt,b.pt --pretrained --epochs 0 --save-data)"]
 
 
 def test_plot_refuses_what_it_cannot_read_or_draw(tmp_path, capsys):

@@ -43,7 +43,8 @@ class MissingRuns(UserError):
 
 # --- what each figure draws ---------------------------------------------------------------------
 
-ALONG = "main.py --trainer eval_one_dim_subspaces --resume <{}>.pt --pretrained --epochs 0 --alphas 0,0.05,...,1 --save-data"
+GRID = "--pretrained --epochs 0 --update-bn --alphas 0,0.25,0.5,0.75,1 --save-data"  # a grid of Figure 4 (the configs': 21 points)
+ALONG = "main.py --trainer eval_one_dim_subspaces --conv-type {conv} --bn-type {bn} --resume <{what}>.pt " + GRID
 
 
 @dataclass(frozen=True)
@@ -69,35 +70,35 @@ class Part:
 
 
 STANDARD = Part("base", "Standard Training", "#7f7f7f", "o", MEMBERS, "ensembles/train_ensemble_members.py",
-                "main.py --trainer default (a standard network)")
+                "main.py --trainer default --save")
 ENSEMBLE2 = Part("ensemble", "Standard Ensemble of Two", "#7f7f7f", "s", ENSEMBLES, "ensembles/eval_ensembles.py",
-                 "main.py --trainer ensemble --resume a.pt,b.pt --pretrained --epochs 0", columns=(("num_models", 2),), ls=":")
+                 "main.py --trainer ensemble --resume a.pt,b.pt --pretrained --epochs 0 --save-data", columns=(("num_models", 2),), ls=":")
 # Figure 4: the learned subspaces, then the straight lines between two separately trained networks
 # (naive; aligned by permutation, Ainsworth et al. 2023), which are optional.
 LEARNED = (
-    Part("lines", "Line", "C0", "x", EVAL_ONE_DIM, "one_dimensional_subspaces/eval_lines.py", ALONG.format("line") + " --conv-type LinesConv --bn-type LinesBN"),
+    Part("lines", "Line", "C0", "x", EVAL_ONE_DIM, "one_dimensional_subspaces/eval_lines.py", ALONG.format(conv="LinesConv", bn="LinesBN", what="line")),
     Part("lines-layerwise", "Line (Layerwise)", "C1", "d", EVAL_ONE_DIM, "one_dimensional_subspaces/eval_lines_layerwise.py",
-         ALONG.format("layerwise line") + " --conv-type LinesConv --bn-type LinesBN --layerwise"),
-    Part("curves", "Curve", "C4", "^", EVAL_ONE_DIM, "one_dimensional_subspaces/eval_curves.py", ALONG.format("curve") + " --conv-type CurvesConv --bn-type CurvesBN"),
+         ALONG.format(conv="LinesConv", bn="LinesBN", what="layerwise line") + " --layerwise"),
+    Part("curves", "Curve", "C4", "^", EVAL_ONE_DIM, "one_dimensional_subspaces/eval_curves.py", ALONG.format(conv="CurvesConv", bn="CurvesBN", what="curve")),
 )
 STRAIGHT = (
     Part("linestats-swa", "Line Between Two Trained Networks", "C3", "o", EVAL_ONE_DIM, "one_dimensional_subspaces/eval_linestats_swa.py",
-         "main.py --trainer linestats_swa --resume a.pt,b.pt --pretrained --epochs 0 --alphas 0,0.05,...,1 --save-data", optional=True),
+         "main.py --trainer linestats_swa --resume a.pt,b.pt " + GRID, optional=True),
     Part("linestats-aligned", "Aligned Line Between Two Trained Networks", "C2", "s", EVAL_ONE_DIM, "one_dimensional_subspaces/eval_aligned_line.py",
          "experiment_configs/<data set>/one_dimensional_subspaces/eval_aligned_line.py", optional=True),
 )
 SIMPLEX = (
     Part("simplex", "Simplex (Midpoint)", "C0", "x", SIMPLEXES, "simplexes/train_simplexes.py",
-         "main.py --trainer train_simplexes --conv-type SimplexConv<n> --bn-type SimplexBN<n>"),
+         "main.py --trainer train_simplexes --conv-type SimplexConv<n> --bn-type SimplexBN<n> --save"),
     Part("simplex-layerwise", "Simplex (Layerwise, Midpoint)", "C1", "d", SIMPLEXES, "simplexes/train_simplexes_layerwise.py",
-         "main.py --trainer train_simplexes --conv-type SimplexConv<n> --bn-type SimplexBN<n> --layerwise"),
+         "main.py --trainer train_simplexes --conv-type SimplexConv<n> --bn-type SimplexBN<n> --layerwise --save"),
 )
 CALIBRATED = (
     Part("lines-train", "Line (Midpoint)", "C0", "x", ONE_DIM, "one_dimensional_subspaces/train_lines.py",
-         "main.py --trainer train_one_dim_subspaces --conv-type LinesConv --bn-type LinesBN --label-noise <p>"),
-    Part("base", "Standard Training", "#7f7f7f", "o", MEMBERS, STANDARD.config, "main.py --trainer default --label-noise <p>"),
+         "main.py --trainer train_one_dim_subspaces --conv-type LinesConv --bn-type LinesBN --label-noise <p> --save"),
+    Part("base", "Standard Training", "#7f7f7f", "o", MEMBERS, STANDARD.config, "main.py --trainer default --label-noise <p> --save"),
     Part("ensemble", "Standard Ensemble of Two", "k", "s", ENSEMBLES, ENSEMBLE2.config, ENSEMBLE2.by_hand, columns=ENSEMBLE2.columns),
-    Part("swa", "SWA", "C2", "^", SWA, "swa/train_swa.py", "main.py --trainswa --label-noise <p>"),
+    Part("swa", "SWA", "C2", "^", SWA, "swa/train_swa.py", "main.py --trainswa --label-noise <p> --save"),
 )
 
 
