@@ -101,7 +101,6 @@ def test_figure5_and_calibration(tmp_path):
 
 @pytest.mark.parametrize("skip, figure, script", [
     (("eval:curves",), figure4, "experiment_configs/cifar10/one_dimensional_subspaces/eval_curves.py"),
-    (("eval:linestats-swa",), figure4, "experiment_configs/cifar10/one_dimensional_subspaces/eval_linestats_swa.py"),
     ((ENSEMBLES,), figure4, "experiment_configs/cifar10/ensembles/eval_ensembles.py"),
     ((MEMBERS,), figure5, "experiment_configs/cifar10/ensembles/train_ensemble_members.py"),
     ((SWA,), calibration, "experiment_configs/cifar10/swa/train_swa.py"),
@@ -131,9 +130,14 @@ def test_the_scripts_run_from_another_directory(tmp_path):
                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == [str(tmp_path / "figs" / f"one_dimensional_subspaces.{e}") for e in ("png", "pdf")]
-    missing = subprocess.run([sys.executable, str(ROOT / "analyze_results" / "imagenet" / "calibration.py"), "--log-dir", str(tmp_path / "none")],
-                             cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and "train_swa.py" in missing.stderr
+    # analyze_results/plot.py on results made by hand (the second subprocess of this test, in place of
+    # a per-data-set script's exit status, which test_nothing_at_all_is_an_error_even_with_partial checks in-process)
+    train, evals = hand_results(tmp_path)
+    out = subprocess.run([sys.executable, str(ROOT / "analyze_results" / "plot.py"), "figure4", str(evals), "--out", "figs"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == [f"figs/one_dimensional_subspaces.{e}" for e in ("png", "pdf")]
+    assert (tmp_path / "figs" / "one_dimensional_subspaces.png").stat().st_size > 1000 and out.stderr.startswith("note: ")
 
 
 def test_default_paths_follow_the_configs():
@@ -141,3 +145,170 @@ def test_default_paths_follow_the_configs():
     from experiment_configs.cifar10.common import SETUP
 
     assert common.default_root("cifar10", RESULTS_ROOT) == SETUP.log_root
+
+
+def test_rows_of_another_model_are_not_averaged_in(tmp_path):
+    make_results(tmp_path)  # a config edited to another model, its runs in the same folders
+    append_rows(tmp_path / SIMPLEXES / "results.csv", [{"Name": "id=simplex+n=2+ln=0.0+beta=1.0+num_samples=1+seed=5+try=0", "curr_acc1": 0.5,
+                                                         "n": 2, **common_cols(0.0, 5), "model_name": "cifar_resnet_56"}])
+    fig = figure5(tmp_path, tmp_path / "out", "cifar10")
+    assert fig.value("Simplex (Midpoint)", 2.0)[:3] == (pytest.approx(0.921), pytest.approx(0.001), 2)
+    assert fig.notes == [f"Figure 5 drawn for model_name=cifar_resnet_20; rows of model_name=cifar_resnet_56 skipped: "
+                         f"draw them with python analyze_results/plot.py figure5 {tmp_path}"]
+
+
+# --- Figure 4's straight lines: optional, and in a panel of their own when they dip far ----------
+
+
+def along_rows(name: str, acc, ens, cols: dict, alphas=ALPHAS) -> list:
+    """Figure 4's rows of one run: ``acc(a)``/``ens(a)`` at each alpha1 = a."""
+    return [{"Name": f"{name}+alpha0={1 - a:g}+alpha1={a:g}", "curr_acc1": acc(a), "ensemble_acc": ens(a),
+             "alpha0": 1 - a, "alpha1": a, **cols} for a in alphas]
+
+
+def test_figure4_without_the_straight_line_draws_and_names_it(tmp_path, capsys):
+    make_results(tmp_path, ("eval:linestats-swa",))  # the walkthrough's command list: no eval_linestats_swa.py
+    assert cli(figure4, "cifar10", argv=["--log-dir", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    out, err = capsys.readouterr()
+    assert out.split() == [str(tmp_path / "out" / f"one_dimensional_subspaces.{e}") for e in ("png", "pdf")]
+    assert err.count("\n") == 1 and err.startswith("note: Figure 4 drawn without: Line Between Two Trained Networks")
+    assert "python experiment_configs/cifar10/one_dimensional_subspaces/eval_linestats_swa.py" in err
+    fig = figure4(tmp_path, tmp_path / "out", "cifar10")
+    assert fig.value("Line", 0.5)[2] == 2 and fig.value("Line Between Two Trained Networks", 0.5) is None
+    assert len(fig.ylims) == 1
+
+
+def test_a_deep_straight_line_gets_a_panel_of_its_own(tmp_path):
+    make_results(tmp_path)  # the straight line dips to 0.30, the learned lines stay in 0.90-0.95
+    fig = figure4(tmp_path, tmp_path / "out", "cifar10")
+    (top_lo, top_hi), (lo, hi) = fig.ylims
+    assert 0.88 < top_lo < 0.905 and 0.95 < top_hi < 0.97  # learned lines and baselines fill the top panel
+    assert lo < 0.30 and hi > 0.95  # the second panel holds the dip
+    assert fig.value("Line Between Two Trained Networks", 0.5)[0] == pytest.approx(0.301)
+
+
+def test_the_aligned_straight_line_is_drawn_when_there(tmp_path):
+    make_results(tmp_path, ("eval:linestats-swa",))
+    cols = {"trainer": "linestats_swa", **common_cols(0.0, 0)}
+    append_rows(tmp_path / EVAL_ONE_DIM / "results.csv", along_rows(
+        "id=linestats-aligned+ln=0.0+epochs=160+members=0-1+try=0", lambda a: 0.9 - 0.02 * (1 - abs(2 * a - 1)), lambda a: 0.91, cols))
+    fig = figure4(tmp_path, tmp_path / "out", "cifar10")
+    assert fig.value("Aligned Line Between Two Trained Networks", 0.5)[0] == pytest.approx(0.88)
+    assert fig.value("Aligned Line Between Two Trained Networks (Ensemble)", 1.0)[0] == pytest.approx(0.91)
+    assert fig.value("Line Between Two Trained Networks", 0.5) is None  # a linestats_swa trainer, but the id says aligned
+    assert len(fig.ylims) == 1  # near the learned lines: one panel
+    assert [n.split(":")[1].strip().split(" (")[0] for n in fig.notes] == ["Line Between Two Trained Networks"]
+
+
+# --- analyze_results/plot.py: any results.csv, rows made by hand ---------------------------------
+
+
+def by_hand(trainer: str, conv: str = "StandardConv", run: int = 0, ln="", **cols) -> dict:
+    """The settings columns of a row main.py writes for a run without --name (no id=)."""
+    return {"Name": f"default+try={run}", "set": "Digits", "model": "DigitsConvNet", "model_name": "", "trainer": trainer,
+            "conv_type": conv, "bn_type": conv.replace("Conv", "BN"), "layerwise": False, "label_noise": ln, "label_smoothing": "",
+            "width_mult": 0.25, "init_endpoints": "", "n": -1, "num_models": 1, **cols}
+
+
+def hand_results(root: Path) -> tuple:
+    """runs/results.csv (two standard networks, trained by hand) and runs/eval/results.csv: two lines
+    and a curve evaluated by hand, all three named ``default``; their rows on the grid."""
+    train = root / "runs" / "results.csv"
+    append_rows(train, [{**by_hand("default", run=s), "curr_acc1": 0.95 + 0.01 * s, "ece": 0.02} for s in (0, 1)])
+    evals = root / "runs" / "eval" / "results.csv"
+    for run, conv, off in ((0, "LinesConv", 0.0), (1, "LinesConv", 0.02), (2, "CurvesConv", 0.01)):
+        row = by_hand("eval_one_dim_subspaces", conv, run)
+        append_rows(evals, along_rows(row.pop("Name"), lambda a: 0.94 + off, lambda a: 0.95 + off, row))
+        (evals.parent / f"default+try={run}").mkdir()
+    return train, evals
+
+
+def test_plot_figure4_from_runs_made_by_hand(tmp_path, capsys):
+    from subspaces.analysis import plot
+
+    train, evals = hand_results(tmp_path)
+    assert plot.main(["figure4", str(evals), str(train), "--out", str(tmp_path / "figs")]) == 0
+    out, err = capsys.readouterr()
+    assert out.split() == [str(tmp_path / "figs" / f"one_dimensional_subspaces.{e}") for e in ("png", "pdf")]
+    left = err.strip().split(": ", 2)[2]  # the one note: what was left out, and how to make it
+    assert err.count("\n") == 1 and left.startswith("Line (Layerwise) (main.py --trainer eval_one_dim_subspaces")
+    assert "Standard Ensemble of Two (main.py --trainer ensemble" in left and "Standard Training" not in left
+    fig, = plot.plot("figure4", [evals, train], tmp_path / "figs")
+    assert fig.value("Line", 0.5)[:3] == (pytest.approx(0.95), pytest.approx(0.01), 2)  # two runs named "default": both kept
+    assert fig.value("Curve (Ensemble)", 0.0)[0] == pytest.approx(0.96)
+    assert fig.value("Standard Training")[:3] == (pytest.approx(0.955), pytest.approx(0.005), 2)
+    # A run folder: that run's rows only.
+    fig, = plot.plot("figure4", [evals.parent / "default+try=1"], tmp_path / "one")
+    assert fig.value("Line", 0.5)[:3] == (pytest.approx(0.96), 0.0, 1) and fig.value("Curve", 0.5) is None
+
+
+def test_plot_draws_one_figure_per_label_noise_level(tmp_path, capsys):
+    from subspaces.analysis import plot
+
+    csv = tmp_path / "results.csv"
+    for run, ln in ((0, 0.0), (1, 0.2)):
+        row = by_hand("eval_one_dim_subspaces", "LinesConv", run, ln=ln)
+        append_rows(csv, along_rows(row.pop("Name"), lambda a: 0.9 - ln, lambda a: 0.91 - ln, row))
+    figs = plot.plot("figure4", [csv], tmp_path / "figs")
+    assert [f.paths[0].name for f in figs] == ["one_dimensional_subspaces_label_noise=0.png", "one_dimensional_subspaces_label_noise=0.2.png"]
+    assert figs[1].value("Line", 1.0)[0] == pytest.approx(0.7)
+    fig, = plot.plot("figure4", [csv], tmp_path / "ln", {"label_noise": "0.20"})
+    assert fig.paths[0].name == "one_dimensional_subspaces.png" and fig.value("Line", 0.0)[0] == pytest.approx(0.7)
+
+
+def test_plot_figure5_and_calibration_from_runs_made_by_hand(tmp_path):
+    from subspaces.analysis import plot
+
+    csv = tmp_path / "results.csv"
+    append_rows(csv, [{**by_hand("train_simplexes", f"SimplexConv{n}", 2 * n + lw, n=n if n > 2 else -1, layerwise=lw), "curr_acc1": 0.9 + 0.01 * n + 0.001 * lw}
+                      for n in (2, 3) for lw in (False, True)])
+    for k, ln in enumerate((0.0, 0.2)):
+        append_rows(csv, [{**by_hand("default", run=10 + 3 * k, ln=ln), "curr_acc1": 0.95 - ln, "ece": 0.02 + ln},
+                          {**by_hand("train_one_dim_subspaces", "LinesConv", 11 + 3 * k, ln=ln), "curr_acc1": 0.96 - ln, "ece": 0.01 + ln},
+                          {**by_hand("swa", run=12 + 3 * k, ln=ln), "curr_acc1": 0.955 - ln, "ece": 0.015}])
+    fig5, = plot.plot("figure5", [csv], tmp_path / "figs")
+    assert fig5.value("Simplex (Midpoint)", 2.0)[0] == pytest.approx(0.92)  # n from SimplexConv2
+    assert fig5.value("Simplex (Layerwise, Midpoint)", 3.0)[0] == pytest.approx(0.931)
+    assert fig5.value("Standard Training")[:3] == (pytest.approx(0.95), 0.0, 1)  # at label noise 0, not 0.2
+    assert fig5.notes == ["rows of label_noise=0.2 hold nothing Figure 5 draws: skipped"] and fig5.paths[0].name == "simplexes.png"
+    cal, = plot.plot("calibration", [csv], tmp_path / "figs")
+    assert cal.value("Line (Midpoint)", 0.2)[0] == pytest.approx(0.76) and cal.value("SWA ECE", 0.0)[0] == pytest.approx(0.015)
+    assert cal.notes == ["the calibration figure drawn without: Standard Ensemble of Two (main.py --trainer ensemble --resume a.pt,b.pt --pretrained --epochs 0 --save-data)"]
+
+
+def test_plot_refuses_what_it_cannot_read_or_draw(tmp_path, capsys):
+    from subspaces.analysis import plot
+
+    train, evals = hand_results(tmp_path)
+    cases = [
+        (["figure4", str(tmp_path / "nowhere.csv")], 2, "nowhere.csv does not exist"),
+        (["figure4", str(evals), "--where", "colour=red"], 2, "no row has a column 'colour'"),
+        (["figure4", str(evals), "--where", "colour"], 2, "is not key=value"),
+        (["figure5", str(evals), str(train)], 1, "cannot draw Figure 5"),  # no simplexes
+        (["figure4", str(train)], 1, "cannot draw Figure 4"),  # baselines alone
+        (["figure4", str(evals), "--label-noise", "0.4"], 1, "cannot draw Figure 4"),
+    ]
+    for argv, code, msg in cases:
+        assert plot.main(argv + ["--out", str(tmp_path / "figs")]) == code, argv
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and err.count("\n") == 1 and msg in err, (argv, err)
+    assert not (tmp_path / "figs").exists()
+
+
+def test_plot_draws_a_line_trained_and_evaluated_by_hand(tmp_path, capsys):
+    """main.py end to end on Digits at a tiny size: a line trained, evaluated at two points, drawn from its run folder."""
+    from subspaces.analysis import plot
+    from tests.helpers import cli as main_cli, final_ckpt
+
+    tiny = ["--set", "Digits", "--conv-type", "LinesConv", "--bn-type", "LinesBN", "--width-mult", "0.25", "--batch-size", "64"]
+    assert main_cli([*tiny, "--trainer", "train_one_dim_subspaces", "--beta", "1", "--epochs", "1", "--save", "--log-dir", tmp_path]) == 0
+    ckpt = final_ckpt(tmp_path / "default+try=0")
+    assert main_cli([*tiny, "--trainer", "eval_one_dim_subspaces", "--resume", ckpt, "--pretrained", "--epochs", "0",
+                     "--update-bn", "--alphas", "0,0.5", "--save-data", "--log-dir", tmp_path / "eval"]) == 0
+    capsys.readouterr()
+    assert plot.main(["figure4", str(tmp_path / "eval" / "default+try=0")]) == 0
+    out = capsys.readouterr().out
+    assert out.split()[0] == str(tmp_path / "eval" / "figures" / "one_dimensional_subspaces.png")
+    table = (tmp_path / "eval" / "figures" / "one_dimensional_subspaces.csv").read_text().splitlines()
+    # the point alpha1 of each pair (alpha0, 1 - alpha0): 1 and 0.5
+    assert [r.split(",")[:2] for r in table[1:]] == [["Line", "0.5"], ["Line", "1.0"], ["Line (Ensemble)", "0.5"], ["Line (Ensemble)", "1.0"]]

@@ -21,6 +21,8 @@ except ModuleNotFoundError:  # Python 3.10
 ROOT = Path(__file__).resolve().parents[1]
 # Names the project used before it was one package; a user's own modules of these names must win.
 COMMON_NAMES = ("args", "data", "models", "modes", "trainers", "utils", "main")
+# The console scripts pyproject.toml declares.
+SCRIPTS = ("subspaces-train", "subspaces-export", "subspaces-plane", "subspaces-align", "subspaces-plot")
 
 
 def test_no_top_level_package_collides_with_a_users_modules():
@@ -67,7 +69,7 @@ def _project() -> dict:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
 
 
-@pytest.mark.parametrize("script", ["subspaces-train", "subspaces-export", "subspaces-plane", "subspaces-align"])
+@pytest.mark.parametrize("script", SCRIPTS)
 def test_console_scripts_name_callables(script):
     target = _project()["scripts"][script]
     module, func = target.split(":")
@@ -110,5 +112,5 @@ def test_the_wheel_holds_every_subpackage_and_no_top_level_scripts(tmp_path):
     assert {n.split("/")[0] for n in modules} == {"subspaces"}
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
-    for script in ("subspaces-train", "subspaces-export", "subspaces-plane", "subspaces-align"):
+    for script in SCRIPTS:
         assert script in text

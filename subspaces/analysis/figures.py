@@ -1,19 +1,23 @@
-"""Figures 4 and 5 and a calibration figure from the configs' results.csv files (no TeX needed).
+"""Figures 4 and 5 and a calibration figure from results.csv rows (no TeX needed).
 
-The per-data-set scripts (``analyze_results/<dataset>/*.py``) only pick the data set; everything
-else is here. Rows are read from the results.csv of each family of runs (the folders the configs
-write, see :mod:`subspaces.sweep`), grouped by the ``id`` of their run name and by their
-columns (``label_noise``, ``alpha1``, ``n``, ``num_models``, ``seed``), and averaged over seeds with
-a shaded spread of one standard deviation. A rerun of a run (``+try=1``) replaces the older row.
-Each figure is written as PNG and PDF, with a CSV of the plotted numbers beside it.
+Rows come either from the folders the configs write (``analyze_results/<dataset>/*.py``: the
+results root of one data set, see :mod:`subspaces.sweep`) or from any results.csv files and run
+folders (``analyze_results/plot.py``, :mod:`subspaces.analysis.plot`). Each row is classified by
+what it measured and grouped by the settings that set figures apart (:mod:`.rows`); the rows of
+one group are averaged over seeds (and runs) with a shaded spread of one standard deviation. A
+rerun of a run (``+try=1``) replaces the older row. Each figure is written as PNG and PDF, with a
+CSV of the plotted numbers beside it.
+
+A kind of row a figure needs that is missing is named with the config (or ``main.py`` command)
+that makes it: the configs' scripts stop (``--partial`` draws what is there), except for the
+optional straight lines of Figure 4, which are left out with a one-line note.
 """
 from __future__ import annotations
 
 import argparse
-import inspect
 import csv
+import inspect
 import math
-import re
 import statistics
 import sys
 from dataclasses import dataclass, field
@@ -24,63 +28,81 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only: no display, no TeX
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 
+from subspaces.analysis.rows import GROUP_COLUMNS, describe_group, groups, kind, label_noise_of, load, num, simplex_n, where  # noqa: E402,F401
 from subspaces.sweep import ENSEMBLES, EVAL_ONE_DIM, MEMBERS, ONE_DIM, SIMPLEXES, SWA  # noqa: E402
 from subspaces.utils.errors import UserError  # noqa: E402
-from subspaces.utils.results import parse_name, read_results  # noqa: E402
 
-plt.rcParams.update({"text.usetex": False, "font.size": 11, "axes.titlesize": 12, "legend.fontsize": 9})
-
-# (id in the run name, legend label, colour, marker) -- the original's figure styles. The last is
-# the learned line's baseline: the straight line between two separately trained networks
-# (linestats_swa), its points and pair ensembles read from the same columns.
-ONE_DIM_VARIANTS = (
-    ("lines", "Line", "C0", "x"),
-    ("lines-layerwise", "Line (Layerwise)", "C1", "d"),
-    ("curves", "Curve", "C4", "^"),
-    ("linestats-swa", "Line Between Two Trained Networks", "C3", "o"),
-)
-SIMPLEX_VARIANTS = (
-    ("simplex", "Simplex (Midpoint)", "C0", "x"),
-    ("simplex-layerwise", "Simplex (Layerwise, Midpoint)", "C1", "d"),
-)
-STANDARD = dict(color="#7f7f7f", ls="--", label="Standard Training")
-ENSEMBLE = dict(color="#7f7f7f", ls=":", label="Standard Ensemble of Two")
+plt.rcParams.update({"text.usetex": False, "font.size": 10, "axes.titlesize": 11, "legend.fontsize": 8.5})
 
 
 class MissingRuns(UserError):
     """A figure's runs are not in the results files: the message names the configs to run."""
 
 
+# --- what each figure draws ---------------------------------------------------------------------
+
+GRID = "--pretrained --epochs 0 --update-bn --alphas 0,0.25,0.5,0.75,1 --save-data"  # a grid of Figure 4 (the configs': 21 points)
+ALONG = "main.py --trainer eval_one_dim_subspaces --conv-type {conv} --bn-type {bn} --resume <{what}>.pt " + GRID
+
+
+@dataclass(frozen=True)
+class Part:
+    """One kind of row a figure draws (see :func:`subspaces.analysis.rows.kind`), how it looks and
+    what makes its rows: a config under ``experiment_configs/<data set>/`` or a ``main.py`` command."""
+
+    kind: str
+    label: str
+    color: str
+    marker: str
+    family: str  # the results folder its config writes to
+    config: str
+    by_hand: str
+    optional: bool = False  # drawn when there, else left out with a note (never needs --partial)
+    columns: tuple = ()  # ((column, value), ...) the rows must hold, e.g. num_models=2
+    ls: str = "--"
+
+    @property
+    def ident(self) -> str:
+        """``id=...`` of the config's runs, as the messages name them."""
+        return self.kind.replace("-train", "") + "".join(f"+{c}={v:g}" for c, v in self.columns)
+
+
+STANDARD = Part("base", "Standard Training", "#7f7f7f", "o", MEMBERS, "ensembles/train_ensemble_members.py",
+                "main.py --trainer default --save")
+ENSEMBLE2 = Part("ensemble", "Standard Ensemble of Two", "#7f7f7f", "s", ENSEMBLES, "ensembles/eval_ensembles.py",
+                 "main.py --trainer ensemble --resume a.pt,b.pt --pretrained --epochs 0 --save-data", columns=(("num_models", 2),), ls=":")
+# Figure 4: the learned subspaces, then the straight lines between two separately trained networks
+# (naive; aligned by permutation, Ainsworth et al. 2023), which are optional.
+LEARNED = (
+    Part("lines", "Line", "C0", "x", EVAL_ONE_DIM, "one_dimensional_subspaces/eval_lines.py", ALONG.format(conv="LinesConv", bn="LinesBN", what="line")),
+    Part("lines-layerwise", "Line (Layerwise)", "C1", "d", EVAL_ONE_DIM, "one_dimensional_subspaces/eval_lines_layerwise.py",
+         ALONG.format(conv="LinesConv", bn="LinesBN", what="layerwise line") + " --layerwise"),
+    Part("curves", "Curve", "C4", "^", EVAL_ONE_DIM, "one_dimensional_subspaces/eval_curves.py", ALONG.format(conv="CurvesConv", bn="CurvesBN", what="curve")),
+)
+STRAIGHT = (
+    Part("linestats-swa", "Line Between Two Trained Networks", "C3", "o", EVAL_ONE_DIM, "one_dimensional_subspaces/eval_linestats_swa.py",
+         "main.py --trainer linestats_swa --resume a.pt,b.pt " + GRID, optional=True),
+    Part("linestats-aligned", "Aligned Line Between Two Trained Networks", "C2", "s", EVAL_ONE_DIM, "one_dimensional_subspaces/eval_aligned_line.py",
+         "experiment_configs/<data set>/one_dimensional_subspaces/eval_aligned_line.py", optional=True),
+)
+SIMPLEX = (
+    Part("simplex", "Simplex (Midpoint)", "C0", "x", SIMPLEXES, "simplexes/train_simplexes.py",
+         "main.py --trainer train_simplexes --conv-type SimplexConv<n> --bn-type SimplexBN<n> --save"),
+    Part("simplex-layerwise", "Simplex (Layerwise, Midpoint)", "C1", "d", SIMPLEXES, "simplexes/train_simplexes_layerwise.py",
+         "main.py --trainer train_simplexes --conv-type SimplexConv<n> --bn-type SimplexBN<n> --layerwise --save"),
+)
+CALIBRATED = (
+    Part("lines-train", "Line (Midpoint)", "C0", "x", ONE_DIM, "one_dimensional_subspaces/train_lines.py",
+         "main.py --trainer train_one_dim_subspaces --conv-type LinesConv --bn-type LinesBN --label-noise <p> --save"),
+    Part("base", "Standard Training", "#7f7f7f", "o", MEMBERS, STANDARD.config, "main.py --trainer default --label-noise <p> --save"),
+    Part("ensemble", "Standard Ensemble of Two", "k", "s", ENSEMBLES, ENSEMBLE2.config, ENSEMBLE2.by_hand, columns=ENSEMBLE2.columns),
+    Part("swa", "SWA", "C2", "^", SWA, "swa/train_swa.py", "main.py --trainswa --label-noise <p> --save"),
+)
+
+
 # --- reading rows -------------------------------------------------------------------------------
-
-
-def num(row: dict, col: str) -> Optional[float]:
-    """The column ``col`` of ``row`` as a float (None when empty or not a number)."""
-    try:
-        v = float(row.get(col, ""))
-    except ValueError:
-        return None
-    return None if math.isnan(v) else v
-
-
-def load(path: Path) -> list:
-    """The rows of one results.csv, each with its parsed name under ``"_tags"``; of several
-    attempts of one run (``+try=<i>``) only the last row written is kept."""
-    latest: dict = {}
-    for row in read_results(path):
-        key = re.sub(r"\+try=\d+", "", row.get("Name", ""))
-        row["_tags"] = parse_name(row.get("Name", ""))
-        latest.pop(key, None)  # keep file order of the newest rows
-        latest[key] = row
-    return list(latest.values())
-
-
-def label_noise_of(row: dict) -> float:
-    v = num(row, "label_noise")
-    if v is None:
-        v = float(row["_tags"].get("ln", 0.0) or 0.0)
-    return v
 
 
 def select(rows: list, run_id: str, label_noise: Optional[float] = None, **columns: float) -> list:
@@ -124,11 +146,17 @@ class Series:
         return [(x, statistics.fmean(v), statistics.pstdev(v) if len(v) > 1 else 0.0, len(v))
                 for x, v in sorted(self.points.items())]
 
+    def span(self) -> tuple:
+        """``(lowest mean - std, highest mean + std)``."""
+        st = self.stats()
+        return min(m - s for _, m, s, _ in st), max(m + s for _, m, s, _ in st)
+
     def __bool__(self) -> bool:
         return bool(self.points)
 
 
 def series(rows: list, x_col: str, y_col: str, label: str) -> Series:
+    """``y_col`` against ``x_col`` over ``rows``."""
     s = Series(label)
     for r in rows:
         x = num(r, x_col)
@@ -138,24 +166,31 @@ def series(rows: list, x_col: str, y_col: str, label: str) -> Series:
 
 
 def values(rows: list, col: str) -> list:
+    """The numbers of column ``col`` (empty cells skipped)."""
     return [v for v in (num(r, col) for r in rows) if v is not None]
 
 
-def draw(ax, s: Series, color: str, ls: str = "-", marker: Optional[str] = None) -> None:
-    """Mean over seeds with a shaded band of +- one standard deviation."""
+def draw(ax, s: Series, color: str, ls: str = "-", marker: Optional[str] = None, band: float = 0.2, lw: float = 2, ms: float = 5) -> None:
+    """Mean over seeds with a shaded band of +- one standard deviation (opacity ``band``; 0: none)."""
     st = s.stats()
     xs, ys, sd = [p[0] for p in st], [p[1] for p in st], [p[2] for p in st]
-    ax.plot(xs, ys, ls=ls, marker=marker, color=color, label=s.label, lw=2, ms=6, alpha=0.9)
-    ax.fill_between(xs, [y - d for y, d in zip(ys, sd)], [y + d for y, d in zip(ys, sd)], color=color, alpha=0.2, lw=0)
+    ax.plot(xs, ys, ls=ls, marker=marker, color=color, label=s.label, lw=lw, ms=ms, alpha=0.9)
+    if band:
+        ax.fill_between(xs, [y - d for y, d in zip(ys, sd)], [y + d for y, d in zip(ys, sd)], color=color, alpha=band, lw=0)
 
 
-def draw_flat(ax, xs: Sequence[float], vals: list, color: str, ls: str, label: str) -> None:
+def draw_flat(ax, xs: Sequence[float], vals: list, color: str, ls: str, label: str, lw: float = 2) -> None:
     """A baseline: the mean of ``vals`` as a flat line over ``xs``, its spread shaded."""
     mu = statistics.fmean(vals)
     sd = statistics.pstdev(vals) if len(vals) > 1 else 0.0
     lo, hi = min(xs), max(xs)
-    ax.plot([lo, hi], [mu, mu], color=color, ls=ls, lw=2, label=label)
+    ax.plot([lo, hi], [mu, mu], color=color, ls=ls, lw=lw, label=label)
     ax.fill_between([lo, hi], [mu - sd] * 2, [mu + sd] * 2, color=color, alpha=0.15, lw=0)
+
+
+def flat_span(vals: list) -> tuple:
+    mu, sd = statistics.fmean(vals), statistics.pstdev(vals) if len(vals) > 1 else 0.0
+    return mu - sd, mu + sd
 
 
 # --- output -------------------------------------------------------------------------------------
@@ -163,10 +198,13 @@ def draw_flat(ax, xs: Sequence[float], vals: list, color: str, ls: str, label: s
 
 @dataclass
 class Figure:
-    """What a figure function made: its files and the plotted numbers (``series, x, mean, std, n``)."""
+    """What a figure function made: its files, the plotted numbers (``series, x, mean, std, n``),
+    one-line notes on what was left out, and the y-range of each panel (top first)."""
 
     paths: list
     table: list
+    notes: list = field(default_factory=list)
+    ylims: list = field(default_factory=list)
 
     def value(self, label: str, x: Optional[float] = None) -> Optional[tuple]:
         """``(mean, std, n)`` of series ``label`` at ``x`` (the only point when None)."""
@@ -184,12 +222,13 @@ def save(fig, out_dir: Path, stem: str, table: list) -> Figure:
         p = out_dir / f"{stem}.{ext}"
         fig.savefig(p, bbox_inches="tight", dpi=150)
         paths.append(p)
+    ylims = [tuple(ax.get_ylim()) for ax in fig.axes]
     plt.close(fig)
     with open(out_dir / f"{stem}.csv", "w", newline="", encoding="utf-8") as f:
         w = csv.writer(f)
         w.writerow(["series", "x", "mean", "std", "n"])
         w.writerows([lab, x, f"{m:.6g}", f"{s:.6g}", n] for lab, x, m, s, n in table)
-    return Figure(paths, table)
+    return Figure(paths, table, ylims=ylims)
 
 
 def table_of(items: list) -> list:
@@ -209,154 +248,277 @@ def ensemble_label(label: str) -> str:
     return label[:-1] + ", Ensemble)" if label.endswith(")") else label + " (Ensemble)"
 
 
-def _missing(figure: str, root: Path, missing: list) -> MissingRuns:
-    what = ", ".join(m[0] for m in missing)
-    scripts = ", ".join(dict.fromkeys(f"python {m[1]}" for m in missing))
-    return MissingRuns(f"cannot draw {figure}: no results for {what} under {root}; run {scripts} first")
+def _legend_below(fig, handles: list, ncol: int = 2) -> None:
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol, frameon=False)
 
 
-def _config(key: str, rel: str) -> str:
-    return f"experiment_configs/{key}/{rel}"
-
-
-def _legend_below(fig, ax, ncol: int = 2) -> None:
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=ncol, frameon=False)
+def _handle(part: Part, ls: str = "-") -> Line2D:
+    return Line2D([], [], color=part.color, marker=part.marker, ls=ls, lw=2, ms=5, label=part.label)
 
 
 # --- the figures --------------------------------------------------------------------------------
 
 
-def figure4(root: Path, out_dir: Path, key: str, label_noise: float = 0.0, partial: bool = False) -> Figure:
-    """Figure 4: accuracy against alpha for lines, layerwise lines and curves -- each point alone
-    (``curr_acc1`` at ``alpha1``) and the ensemble of the points alpha and 1 - alpha
-    (``ensemble_acc``) -- against the same for the straight line between two separately trained
-    networks (``linestats_swa``: ``(1 - alpha) w_a + alpha w_b``), with standard training and a
-    standard ensemble of two as flat lines."""
-    evals = load(root / EVAL_ONE_DIM / "results.csv")
-    standard = values(select(load(root / MEMBERS / "results.csv"), "base", label_noise), "curr_acc1")
-    ens2 = values(select(load(root / ENSEMBLES / "results.csv"), "ensemble", label_noise, num_models=2), "curr_acc1")
-    missing, drawn = [], []
-    for run_id, label, color, marker in ONE_DIM_VARIANTS:
-        rows = select(evals, run_id, label_noise)
-        if not rows:
-            script = "eval_" + run_id.replace("-", "_") + ".py"
-            missing.append((f"{EVAL_ONE_DIM}/id={run_id}", _config(key, f"one_dimensional_subspaces/{script}")))
+def learned_range(curves: dict, flats: list) -> Optional[tuple]:
+    """``(lo, hi)`` of the learned lines and the baselines when the straight lines between trained
+    networks would squash them into under a third of a shared axis (then they get a panel of their
+    own); None when one axis shows them all."""
+    learned = [s for p, pair in curves.items() if p in LEARNED for s in pair if s]
+    straight = [s for p, pair in curves.items() if p in STRAIGHT for s in pair if s]
+    if not (learned and straight):
+        return None
+    spans = [s.span() for s in learned] + [flat_span(v) for _, v in flats]
+    lo, hi = min(a for a, _ in spans), max(b for _, b in spans)
+    full_lo = min(s.span()[0] for s in straight)
+    return (lo, hi) if hi - full_lo > 3 * max(hi - lo, 1e-3) else None
+
+
+def draw_figure4_panel(ax, curves: dict, flats: list, learned_only: bool = False, thin_learned: bool = False) -> None:
+    """One panel of Figure 4: each part's pair ensemble (solid) and point (dashed), the baselines flat."""
+    for p, (point, ens) in curves.items():
+        if learned_only and p in STRAIGHT:
             continue
-        drawn.append((rows, label, color, marker))
-    if not standard:
-        missing.append((f"{MEMBERS}/id=base", _config(key, "ensembles/train_ensemble_members.py")))
-    if not ens2:
-        missing.append((f"{ENSEMBLES}/id=ensemble+num_models=2", _config(key, "ensembles/eval_ensembles.py")))
-    if missing and (not partial or not drawn):
-        raise _missing(f"Figure 4 (label noise {label_noise})", root, missing)
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    items = []
-    for rows, label, color, marker in drawn:
-        point = series(rows, "alpha1", "curr_acc1", label)
-        ens = series(rows, "alpha1", "ensemble_acc", ensemble_label(label))
-        draw(ax, ens, color, "-", marker)
-        draw(ax, point, color, "--", marker)
-        items += [point, ens]
-    xs = [0.0, 1.0]
-    if standard:
-        draw_flat(ax, xs, standard, **STANDARD)
-        items.append((STANDARD["label"], standard))
-    if ens2:
-        draw_flat(ax, xs, ens2, **ENSEMBLE)
-        items.append((ENSEMBLE["label"], ens2))
-    ax.set_xlabel(r"$\alpha$")
-    ax.set_ylabel("Accuracy")
+        thin = thin_learned and p in LEARNED  # the learned lines, for reference, beside the straight ones
+        for s, ls in ((ens, "-"), (point, "--")):
+            if s:
+                draw(ax, s, p.color, ls, p.marker, band=0 if thin else 0.1, lw=1.2 if thin else 1.8, ms=3 if thin else 5)
+    for p, vals in flats:
+        draw_flat(ax, [0.0, 1.0], vals, p.color, p.ls, p.label, lw=1.5)
     ax.set_xlim(0, 1)
-    ax.set_title(model_title([r for rows, *_ in drawn for r in rows]))
     ax.grid(alpha=0.3)
-    _legend_below(fig, ax, ncol=2)
-    return save(fig, out_dir, "one_dimensional_subspaces", table_of(items))
 
 
-def figure5(root: Path, out_dir: Path, key: str, label_noise: float = 0.0, partial: bool = False) -> Figure:
+def figure4_axes(by_part: dict, title: str):
+    """Figure 4 from rows by part: ``(figure, plotted items)``.
+
+    Each line or curve is drawn as its point alone (``curr_acc1`` at ``alpha1``, dashed) and as
+    the ensemble of the points alpha and 1 - alpha (``ensemble_acc``, solid). When the straight
+    lines between trained networks fall far below the learned ones (the naive line's midpoint is
+    the average of two unaligned networks), the learned lines keep the top panel, scaled to them
+    and the baselines, and a second panel shows everything at full range."""
+    curves = {p: (series(rows, "alpha1", "curr_acc1", p.label), series(rows, "alpha1", "ensemble_acc", ensemble_label(p.label)))
+              for p, rows in by_part.items() if p in LEARNED + STRAIGHT}
+    flats = [(p, v) for p in (STANDARD, ENSEMBLE2) if p in by_part and (v := values(by_part[p], "curr_acc1"))]
+    zoom = learned_range(curves, flats)
+    if zoom:
+        fig, (top, full) = plt.subplots(2, 1, sharex=True, figsize=(5.0, 6.0), gridspec_kw={"height_ratios": [3, 2]})
+        draw_figure4_panel(top, curves, flats, learned_only=True)
+        draw_figure4_panel(full, curves, flats, thin_learned=True)
+        pad = max(0.1 * (zoom[1] - zoom[0]), 0.002)
+        top.set_ylim(zoom[0] - pad, zoom[1] + pad)
+        full.set_ylabel("Accuracy\n(full range)")
+    else:
+        fig, top = plt.subplots(figsize=(5.0, 4.0))
+        draw_figure4_panel(top, curves, flats)
+    top.set_ylabel("Accuracy")
+    fig.axes[-1].set_xlabel(r"$\alpha$")
+    top.set_title(title)
+    handles = [_handle(p) for p in curves]
+    if curves:
+        handles += [Line2D([], [], color="k", ls="-", lw=1.8, label=r"ensemble of $\alpha$ and $1-\alpha$"),
+                    Line2D([], [], color="k", ls="--", lw=1.8, label=r"the point $\alpha$ alone")]
+    handles += [Line2D([], [], color=p.color, ls=p.ls, lw=1.5, label=p.label) for p, _ in flats]
+    fig.tight_layout(h_pad=0.4)
+    _legend_below(fig, handles)
+    return fig, [s for pair in curves.values() for s in pair if s] + [(p.label, v) for p, v in flats]
+
+
+def figure5_axes(by_part: dict, title: str):
     """Figure 5: accuracy of the simplex centre (t_i = 1/n, BatchNorm recomputed: the training
     run's ``curr_acc1``) against the number of endpoints n, layerwise and not, with standard training."""
-    sims = load(root / SIMPLEXES / "results.csv")
-    standard = values(select(load(root / MEMBERS / "results.csv"), "base", label_noise), "curr_acc1")
-    missing, drawn = [], []
-    for run_id, label, color, marker in SIMPLEX_VARIANTS:
-        rows = select(sims, run_id, label_noise)
-        if not rows:
-            script = "train_" + run_id.replace("simplex", "simplexes").replace("-", "_") + ".py"
-            missing.append((f"{SIMPLEXES}/id={run_id}", _config(key, f"simplexes/{script}")))
-            continue
-        drawn.append((series(rows, "n", "curr_acc1", label), color, marker, rows))
-    if not standard:
-        missing.append((f"{MEMBERS}/id=base", _config(key, "ensembles/train_ensemble_members.py")))
-    if missing and (not partial or not drawn):
-        raise _missing(f"Figure 5 (label noise {label_noise})", root, missing)
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.8))
-    ns = sorted({x for s, *_ in drawn for x in s.points})
-    for s, color, marker, _ in drawn:
-        draw(ax, s, color, "--", marker)
-    items = [s for s, *_ in drawn]
-    if standard:
-        draw_flat(ax, ns if len(ns) > 1 else [ns[0] - 0.5, ns[0] + 0.5], standard, **STANDARD)
-        items.append((STANDARD["label"], standard))
+    fig, ax = plt.subplots(figsize=(5.0, 3.8))
+    items, handles = [], []
+    for p in SIMPLEX:
+        if p in by_part:
+            s = Series(p.label)
+            for r in by_part[p]:
+                n = simplex_n(r)
+                if n is not None:
+                    s.add(n, num(r, "curr_acc1"))
+            if s:
+                draw(ax, s, p.color, "--", p.marker)
+                items.append(s)
+                handles.append(_handle(p, "--"))
+    ns = sorted({x for s in items for x in s.points})
+    std = values(by_part.get(STANDARD, []), "curr_acc1")
+    if std:
+        draw_flat(ax, ns if len(ns) > 1 else [ns[0] - 0.5, ns[0] + 0.5], std, STANDARD.color, STANDARD.ls, STANDARD.label, lw=1.5)
+        items.append((STANDARD.label, std))
+        handles.append(Line2D([], [], color=STANDARD.color, ls=STANDARD.ls, lw=1.5, label=STANDARD.label))
     ax.set_xticks(ns)
     ax.set_xticklabels([str(int(n)) for n in ns])
     ax.set_xlabel("Number of endpoints n of the simplex")
     ax.set_ylabel("Accuracy (simplex centre)")
-    ax.set_title(model_title([r for *_, rows in drawn for r in rows]))
+    ax.set_title(title)
     ax.grid(alpha=0.3)
-    _legend_below(fig, ax, ncol=2)
-    return save(fig, out_dir, "simplexes", table_of(items))
+    fig.tight_layout()
+    _legend_below(fig, handles)
+    return fig, items
 
 
-CALIBRATION = (
-    # (family folder, id, extra column filters, label, colour, marker, config that makes the rows)
-    (ONE_DIM, "lines", {}, "Line (Midpoint)", "C0", "x", "one_dimensional_subspaces/train_lines.py"),
-    (MEMBERS, "base", {}, "Standard Training", "#7f7f7f", "o", "ensembles/train_ensemble_members.py"),
-    (ENSEMBLES, "ensemble", {"num_models": 2}, "Standard Ensemble of Two", "k", "s", "ensembles/eval_ensembles.py"),
-    (SWA, "swa", {}, "SWA", "C2", "^", "swa/train_swa.py"),
-)
-
-
-def calibration(root: Path, out_dir: Path, key: str, label_noise: float = 0.0, partial: bool = False) -> Figure:
+def calibration_axes(by_part: dict, title: str):
     """Accuracy and expected calibration error (20 bins) of the line midpoint, standard training,
-    a standard ensemble of two and SWA, at every label-noise level run (``label_noise`` unused)."""
-    missing, drawn = [], []
-    for family, run_id, cols, label, color, marker, script in CALIBRATION:
-        rows = select(load(root / family / "results.csv"), run_id, None, **cols)
-        if not rows:
-            missing.append((f"{family}/id={run_id}", _config(key, script)))
+    a standard ensemble of two and SWA, at every label-noise level run."""
+    fig, (ax_acc, ax_ece) = plt.subplots(1, 2, figsize=(8.0, 3.6))
+    items, handles = [], []
+    for p in CALIBRATED:
+        if p not in by_part:
             continue
-        acc, ece = Series(label), Series(f"{label} ECE")
-        for r in rows:
+        acc, ece = Series(p.label), Series(f"{p.label} ECE")
+        for r in by_part[p]:
             acc.add(label_noise_of(r), num(r, "curr_acc1"))
             ece.add(label_noise_of(r), num(r, "ece"))
-        drawn.append((acc, ece, color, marker, rows))
-    if missing and (not partial or not drawn):
-        raise _missing("the calibration figure", root, missing)
-
-    fig, (ax_acc, ax_ece) = plt.subplots(1, 2, figsize=(10, 4.2))
-    items = []
-    for acc, ece, color, marker, _ in drawn:
         for ax, s in ((ax_acc, acc), (ax_ece, ece)):
             st = s.stats()
-            ax.errorbar([p[0] for p in st], [p[1] for p in st], yerr=[p[2] for p in st], color=color,
-                        marker=marker, ms=7, lw=2, capsize=4, label=acc.label)
+            ax.errorbar([q[0] for q in st], [q[1] for q in st], yerr=[q[2] for q in st], color=p.color,
+                        marker=p.marker, ms=6, lw=1.8, capsize=4)
         items += [acc, ece]
-    levels = sorted({x for acc, *_ in drawn for x in acc.points})
+        handles.append(_handle(p))
+    levels = sorted({x for s in items for x in s.points})
     for ax, ylabel in ((ax_acc, "Accuracy"), (ax_ece, "Expected calibration error (ECE)")):
-        ax.set_xlabel("Label noise (fraction of training labels replaced)")
+        ax.set_xlabel("Label noise (fraction of labels replaced)")
         ax.set_ylabel(ylabel)
         ax.set_xticks(levels)
         if len(levels) == 1:
             ax.set_xlim(levels[0] - 0.1, levels[0] + 0.1)
         ax.grid(alpha=0.3)
-    fig.suptitle(model_title([r for *_, rows in drawn for r in rows]))
-    handles, labels = ax_acc.get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, bbox_to_anchor=(0.5, -0.06))
+    fig.suptitle(title)
     fig.tight_layout()
-    return save(fig, out_dir, "calibration", table_of(items))
+    _legend_below(fig, handles, ncol=len(handles))
+    return fig, items
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A figure: its name, file stem, the parts it draws (those of ``main`` make it drawable at
+    all), how it draws them, and the settings that set one such figure apart from another."""
+
+    name: str
+    command: str  # its name for analyze_results/plot.py
+    stem: str
+    parts: tuple
+    main: tuple
+    axes: Callable
+    group_columns: tuple = GROUP_COLUMNS
+    noise_in_title: bool = True
+
+
+FIGURE4 = Spec("Figure 4", "figure4", "one_dimensional_subspaces", LEARNED + STRAIGHT + (STANDARD, ENSEMBLE2), LEARNED + STRAIGHT, figure4_axes)
+FIGURE5 = Spec("Figure 5", "figure5", "simplexes", SIMPLEX + (STANDARD,), SIMPLEX, figure5_axes)
+CALIBRATION = Spec("the calibration figure", "calibration", "calibration", CALIBRATED, CALIBRATED, calibration_axes,
+                   tuple(c for c in GROUP_COLUMNS if c != "label_noise"), noise_in_title=False)
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where rows came from, for messages: a data set's results root (``key``: the configs are
+    named) or files given by hand (``key`` None: ``main.py`` commands are named)."""
+
+    where: str
+    key: Optional[str] = None
+
+    def how(self, part: Part) -> str:
+        return f"python experiment_configs/{self.key}/{part.config}" if self.key else part.by_hand
+
+    def what(self, part: Part) -> str:
+        return f"{part.family}/id={part.ident}" if self.key else part.label
+
+
+def of_part(rows: list, part: Part) -> list:
+    return [r for r in rows if r["_kind"] == part.kind and all(num(r, c) == v for c, v in part.columns)]
+
+
+def classified(rows: list, spec: Spec) -> list:
+    """The rows of the kinds ``spec`` draws, each with its kind under ``"_kind"``."""
+    kinds = {p.kind for p in spec.parts}
+    out = []
+    for r in rows:
+        r["_kind"] = kind(r)
+        if r["_kind"] in kinds:
+            out.append(r)
+    return out
+
+
+def missing_runs(spec: Spec, origin: Origin, parts: list, extra: str = "") -> MissingRuns:
+    """The error that names the missing ``parts`` and what makes them."""
+    what = ", ".join(origin.what(p) for p in parts)
+    how = ", ".join(dict.fromkeys(origin.how(p) for p in parts))
+    if origin.key:
+        return MissingRuns(f"cannot draw {spec.name}{extra}: no results for {what} {origin.where}; run {how} first")
+    return MissingRuns(f"cannot draw {spec.name}{extra}: no rows of {what} {origin.where}; make them with {how}")
+
+
+def render(spec: Spec, rows: list, out_dir: Path, origin: Origin, stem: Optional[str] = None, partial: bool = False) -> Figure:
+    """Draw ``spec`` from classified ``rows`` of one group. Missing parts: a :class:`MissingRuns`
+    when none of ``spec.main`` is there, or a required one is missing without ``partial``;
+    otherwise left out and named in the figure's note."""
+    by_part = {p: rs for p in spec.parts if (rs := of_part(rows, p))}
+    missing = [p for p in spec.parts if p not in by_part]
+    noise = sorted({label_noise_of(r) for r in rows}) if spec.noise_in_title else []
+    extra = f" (label noise {noise[0]:g})" if len(noise) == 1 else ""
+    if not any(p in by_part for p in spec.main):
+        raise missing_runs(spec, origin, [p for p in spec.main if not p.optional] or list(spec.main), extra)
+    if not partial and (required := [p for p in missing if not p.optional]):
+        raise missing_runs(spec, origin, required, extra)
+    title = model_title(rows) + (f", label noise {noise[0]:g}" if len(noise) == 1 and noise[0] else "")
+    fig, items = spec.axes(by_part, title)
+    result = save(fig, out_dir, stem or spec.stem, table_of(items))
+    if missing:
+        left = "; ".join(f"{p.label} ({origin.how(p)})" for p in missing)
+        result.notes.append(f"{spec.name} drawn without: {left}")
+    return result
+
+
+def drawable(spec: Spec, split: list) -> list:
+    """The groups ``[(settings, rows)]`` that hold rows of a part that makes ``spec`` drawable."""
+    return [(settings, rows) for settings, rows in split if any(of_part(rows, p) for p in spec.main)]
+
+
+# --- one data set's results root (the configs' folders) ------------------------------------------
+
+
+def from_root(spec: Spec, root: Path, out_dir: Path, key: str, label_noise: Optional[float], partial: bool) -> Figure:
+    """``spec`` from the results files of the configs of data set ``key`` under ``root``, at
+    ``label_noise`` (any when None). Rows of several models (configs edited to change it): the
+    group with the most rows is drawn and a note names the others."""
+    rows = []
+    for family in dict.fromkeys(p.family for p in spec.parts):
+        rows += load(root / family / "results.csv")
+    rows = classified(rows, spec)
+    if label_noise is not None:
+        rows = where(rows, {"label_noise": str(label_noise)})
+    split = groups(rows, spec.group_columns)
+    origin = Origin(f"under {root}", key)
+    chosen, drawn = max(drawable(spec, split) or [({}, rows)], key=lambda g: len(g[1]))
+    result = render(spec, drawn, out_dir, origin, partial=partial)
+    others = [describe_group(s) for s, _ in split if s != chosen]
+    if others:
+        result.notes.append(f"{spec.name} drawn for {describe_group(chosen)}; rows of {', '.join(others)} skipped: draw them with "
+                            f"python analyze_results/plot.py {spec.command} {root}")
+    return result
+
+
+def figure4(root: Path, out_dir: Path, key: str, label_noise: float = 0.0, partial: bool = False) -> Figure:
+    """Figure 4: accuracy against alpha for lines, layerwise lines and curves -- each point alone
+    (``curr_acc1`` at ``alpha1``) and the ensemble of the points alpha and 1 - alpha
+    (``ensemble_acc``) -- with standard training and a standard ensemble of two as flat lines, and,
+    when evaluated, the straight line between two separately trained networks
+    (``eval_linestats_swa.py``: ``(1 - alpha) w_a + alpha w_b``) and the same line after aligning
+    the second network's units to the first's (``eval_aligned_line.py``). A straight line that
+    dips far below the learned lines gets a second, full-range panel."""
+    return from_root(FIGURE4, root, out_dir, key, label_noise, partial)
+
+
+def figure5(root: Path, out_dir: Path, key: str, label_noise: float = 0.0, partial: bool = False) -> Figure:
+    """Figure 5: accuracy of the simplex centre (t_i = 1/n, BatchNorm recomputed: the training
+    run's ``curr_acc1``) against the number of endpoints n, layerwise and not, with standard training."""
+    return from_root(FIGURE5, root, out_dir, key, label_noise, partial)
+
+
+def calibration(root: Path, out_dir: Path, key: str, label_noise: float = 0.0, partial: bool = False) -> Figure:
+    """Accuracy and expected calibration error (20 bins) of the line midpoint, standard training,
+    a standard ensemble of two and SWA, at every label-noise level run (``label_noise`` unused)."""
+    return from_root(CALIBRATION, root, out_dir, key, None, partial)
 
 
 FIGURES = {"one_dimensional_subspaces": figure4, "simplexes": figure5, "calibration": calibration}
@@ -372,7 +534,8 @@ def default_root(key: str, results_root: Path = Path("learning-subspaces-results
 
 # The config scripts of experiment_configs/<data set> whose runs each figure reads.
 NEEDS = {
-    "figure4": "ensembles/* and one_dimensional_subspaces/* (train, then eval)",
+    "figure4": "ensembles/train_ensemble_members.py and eval_ensembles.py, one_dimensional_subspaces/* (train, then eval); "
+               "eval_linestats_swa.py and eval_aligned_line.py add the straight lines between two members (optional)",
     "figure5": "simplexes/* and ensembles/train_ensemble_members.py",
     "calibration": "ensembles/*, one_dimensional_subspaces/train_lines.py and swa/train_swa.py, each with the "
                    "label-noise levels to compare (e.g. --label-noise 0.0,0.2)",
@@ -386,6 +549,14 @@ def describe(figure: Callable[..., Figure], key: str, doc: str = "") -> str:
     if figure.__name__ in NEEDS:
         parts.append(f"Needs the runs of experiment_configs/{key}/: {NEEDS[figure.__name__]}.")
     return "\n\n".join(p for p in parts if p)
+
+
+def print_result(result: Figure) -> None:
+    """The figure's files on stdout, its notes (what was left out) on stderr."""
+    for path in result.paths:
+        print(path)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
 
 
 def cli(figure: Callable[..., Figure], key: str, doc: str = "", argv: Optional[Sequence[str]] = None,
@@ -404,6 +575,5 @@ def cli(figure: Callable[..., Figure], key: str, doc: str = "", argv: Optional[S
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    for path in result.paths:
-        print(path)
+    print_result(result)
     return 0
