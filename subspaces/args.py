@@ -134,7 +134,8 @@ class Settings:
     swa_lr: float = _opt(0.05, "learning rate during weight averaging")
     swag_rank: Optional[int] = _opt(None, "SWA training: also collect SWAG statistics (Maddox et al. 2019) at every averaging epoch -- the second moment and the last K deviations from the running mean -- for --trainer swag; K >= 2 (the SWAG paper uses 20); default: unset (no SWAG statistics)", metavar="K")
     swag_samples: int = _opt(30, "swag: networks drawn from the SWAG Gaussian, whose predicted probabilities are averaged (the SWAG paper's 30)", metavar="S")
-    swag_scale: float = _opt(0.5, "swag: variance scale of the draws, w = mean + sqrt(scale) * (sqrt(diag var) * z1 + D z2 / sqrt(K - 1)), as SWAG's code; 0.5 is the SWAG paper's 1/sqrt(2)", metavar="SCALE")
+    swag_scale: float = _opt(0.5, "swag: variance scale of the draws, w = mean + sqrt(scale) * (sqrt(diag var) * z1 + D z2 / sqrt(K - 1)), K the --swag-rank of the training run, as SWAG's code; 0.5 is the SWAG paper's 1/sqrt(2)", metavar="SCALE")
+    swag_cov: str = _opt("lowrank", "swag: lowrank (SWAG: diagonal plus the low-rank term of the deviations) or diag (SWAG-diagonal, swa_gaussian's sample(cov=False): w = mean + sqrt(scale) * sqrt(diag var) * z1)", choices=("lowrank", "diag"))
     swa_save_epochs: Optional[tuple] = _opt(None, "SWA baseline: keep a copy of the trained network after each of these epochs (in models[2:], as the original's snapshots)", type=ints, metavar="E,E,...")
 
     # --- runs, logging, checkpoints ---------------------------------------------------------------
