@@ -108,6 +108,7 @@ class Settings:
     alphas: Optional[tuple] = _opt(None, "evaluation grid, e.g. 0,0.05,...,1: every pair (a, 1-a) evaluated in one run, one row each", type=floats, metavar="A,B,...")
     update_bn: bool = _opt(False, "evaluation: recompute BatchNorm statistics at each evaluated point", action="store_true")
     train_update_bn: bool = _opt(False, "training: recompute BatchNorm statistics at the midpoint before each test", action="store_true")
+    bn_weighting: str = _opt("batch", "every BatchNorm recompute (--update-bn, --train-update-bn, and the trainers that always recompute): batch weighs every batch the same (the original, torch.optim.swa_utils.update_bn), sample every sample (dnn-mode-connectivity, swa_gaussian); they differ when the last batch is partial", choices=("batch", "sample"))
     t: Optional[float] = _opt(None, "swa_endpoint_ensembles: network j is t * w_j + (1 - t) / (N - 1) * sum_{i != j} w_i, in [0, 1] (required there); linestats_swa: the point (1 - t) * w_a + t * w_b, i.e. --alpha1 (the original's t); default: unset", metavar="T")
     baset: Optional[float] = _opt(None, "linestats_swa: the second point (1 - baset) * w_a + baset * w_b, i.e. --alpha0 (the original's baset); default: unset (--alpha0)", metavar="T")
     ensemble_mode: str = _opt("logits", "ensembles (of members, of a pair of points, of simplex vertices): summed logits (as the original) or averaged probabilities", choices=("logits", "probs"))

@@ -124,7 +124,7 @@ def test_swag_bayesian_model_average(swag_run, tmp_path):
     # statistics recomputed, their probabilities averaged.
     saved = load(ckpt)
     stats, sd_mean = saved["trainer"]["swag"], saved["state_dicts"][1]
-    s = replace(parse_args([str(a) for a in SMALL]), seed=7)
+    s = parse_args([str(a) for a in SMALL])  # BatchNorm batches of the checkpoint's seed (1); --seed 7 draws the samples
     data = get_dataset(s)
     net = main_mod.build_model(replace(s, model="DigitsConvNet", output_size=10), data)
 
@@ -267,7 +267,7 @@ def test_swag_diagonal_draw_through_the_command_line(swag_run, tmp_path):
     assert row["swag_cov"] == "diag"
     saved = load(ckpt)
     stats, sd_mean = saved["trainer"]["swag"], saved["state_dicts"][1]
-    s = replace(parse_args([str(a) for a in SMALL]), seed=7)
+    s = parse_args([str(a) for a in SMALL])  # BatchNorm batches of the checkpoint's seed (1); --seed 7 draws the samples
     data = get_dataset(s)
     net = main_mod.build_model(replace(s, model="DigitsConvNet", output_size=10), data)
     gen = make_generator(7, "swag")

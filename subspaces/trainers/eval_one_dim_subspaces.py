@@ -83,7 +83,7 @@ class EvalOneDimSubspaces(Trainer):
         s = self.settings
         pairs = self.pairs()
         # Late-bound so that tests can count the recomputes through this module's update_bn.
-        ev = Evaluator(s, ctx, ctx.models[0], lambda loader, model, device: update_bn(loader, model, device))
+        ev = Evaluator(s, ctx, ctx.models[0], lambda loader, model, device: update_bn(loader, model, device, s.bn_weighting))
         uses = Counter(a for pair in pairs for a in pair)
         results: dict = {}
         # A point's outputs are kept until its last pair is done; pairs (a, 1-a) and (1-a, a) share

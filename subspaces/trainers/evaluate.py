@@ -27,6 +27,20 @@ from .base import RunContext, Trainer
 # that a single-pair run and a grid run (or two runs of one checkpoint) draw the same batches.
 EVAL_BN_EPOCH = 0
 
+
+def bn_batches_seed(settings, trainer_cls: type, checkpoints: Sequence[dict]) -> int:
+    """The ``--seed`` whose training batches (epoch :data:`EVAL_BN_EPOCH`) an evaluation recomputes
+    BatchNorm statistics over: the checkpoint's own training seed when an evaluation trainer
+    evaluates one checkpoint, so that its numbers do not depend on the evaluation's ``--seed``
+    (which keeps its own draws: SWAG samples, simplex points) and an exported point
+    (``subspaces.modes.export --update-bn``, which uses the checkpoint's seed) scores exactly as
+    the subspace there; else (several checkpoints, ``--init-endpoints``, training, a checkpoint
+    without settings) the run's ``--seed``."""
+    if trainer_cls.trains or len(checkpoints) != 1 or settings.init_endpoints:
+        return settings.seed
+    saved = (checkpoints[0].get("settings") or {}).get("seed")
+    return settings.seed if saved is None else int(saved)
+
 BNUpdate = Callable[[object, nn.Module, torch.device], None]
 
 

@@ -94,6 +94,10 @@ class SubspaceTrainer(Trainer):
     def adjust_settings(cls, s):
         return check_endpoint_settings(s, trains=True)
 
+    @classmethod
+    def recomputes_bn(cls, settings) -> bool:
+        return settings.train_update_bn  # at the midpoint before each test
+
     def prepare_models(self, models: list) -> None:
         prepare_endpoints(self.settings, models)
 
@@ -135,7 +139,7 @@ class SubspaceTrainer(Trainer):
         coeffs = subspace_coefficients(net)
         set_point(net, coeffs.centre())
         if recompute_bn:
-            update_bn(ctx.data.bn_loader, model, ctx.device)  # unwraps a compiled model itself
+            update_bn(ctx.data.bn_loader, model, ctx.device, self.settings.bn_weighting)  # unwraps a compiled model itself
         acc, metrics = test_metrics(self.settings, ctx, model, epoch)
         cossim, l2 = endpoint_stats(net)
         ctx.log_scalar("test/norm", l2, epoch)

@@ -180,6 +180,10 @@ class SWATrainer(DefaultTrainer):
             raise UserError(f"--swa-save-epochs {','.join(map(str, snapshots))} must be distinct epochs in 1..{s.epochs} (--epochs)")
         return replace(s, trainswa=True, num_models=max(s.num_models, 2 + len(snapshots)))
 
+    @classmethod
+    def recomputes_bn(cls, settings) -> bool:
+        return True  # the average's statistics, at every test
+
     def check(self, models: list) -> None:
         super().check(models)
         s = self.settings
@@ -249,6 +253,6 @@ class SWATrainer(DefaultTrainer):
         if n == 0:
             return TestResult(acc0, {"swa_acc": None, **m0, **metrics})
         # The average's BatchNorm statistics, recomputed over the training data (fixed batches).
-        update_bn(EvalBatches(ctx.data, cache_bn=False).bn, ctx.models[1], ctx.device)
+        update_bn(EvalBatches(ctx.data, cache_bn=False).bn, ctx.models[1], ctx.device, s.bn_weighting)
         acc, m = test_metrics(s, ctx, ctx.models[1], epoch, prefix="test")
         return TestResult(acc, {"swa_acc": acc, **m, **metrics})

@@ -79,7 +79,7 @@ class SWAGTrainer(Trainer):
 
     def test(self, ctx: RunContext, epoch: int) -> TestResult:
         s = self.settings
-        bn = lambda loader, m, device: update_bn(loader, m, device)  # noqa: E731
+        bn = lambda loader, m, device: update_bn(loader, m, device, s.bn_weighting)  # noqa: E731
         batches = EvalBatches(ctx.data)
         mean_model, sample_model = ctx.models
         swa = point_metrics(Evaluator(s, ctx, mean_model, bn, batches).outputs(None, True), "swa_")
