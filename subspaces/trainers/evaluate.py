@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from subspaces.modes import set_point
 from subspaces.utils.errors import UserError
-from subspaces.utils.evaluation import CachedBatches, Predictions, predict
+from subspaces.utils.evaluation import CachedBatches, Predictions, loss_and_error, predict
 from subspaces.utils.metrics import classification_metrics, ensemble_metrics
 from subspaces.utils.modules import unwrap
 
@@ -104,6 +104,19 @@ class Evaluator:
                                                   amp=s.amp, channels_last=s.channels_last)
         return self._cache[(state, split)]
 
+    def scores(self, point: Optional[Sequence[float]], recompute_bn: bool, split: str = "test") -> tuple:
+        """``(mean cross-entropy, error rate)`` at ``point`` over the test set or, with
+        ``split="train"``, over the BatchNorm batches; without keeping the logits (a training set's
+        may not fit in memory). Kept until :meth:`release`."""
+        state = (point_key(point), bool(recompute_bn))
+        key = (state, split, "scores")
+        if key not in self._cache:
+            s = self.settings
+            self._prepare(state)
+            loader = self.batches.test if split == "test" else self.batches.bn
+            self._cache[key] = loss_and_error(self.model, loader, self.ctx.device, amp=s.amp, channels_last=s.channels_last)
+        return self._cache[key]
+
     def _prepare(self, state: tuple) -> None:
         """Set the point and its BatchNorm statistics, unless the model is already set up so."""
         if state == self._current:
@@ -122,6 +135,7 @@ class Evaluator:
         state = (point_key(point), bool(recompute_bn))
         for split in ("test", "train"):
             self._cache.pop((state, split), None)
+            self._cache.pop((state, split, "scores"), None)
 
     @torch.no_grad()
     def _restore_buffers(self) -> None:
