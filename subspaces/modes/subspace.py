@@ -168,3 +168,22 @@ def endpoint_stats(model: nn.Module) -> tuple:
     cos = sum(torch.dot(flat[i], flat[j]) ** 2 / (flat[i].dot(flat[i]) * flat[j].dot(flat[j])) for i, j in pairs)
     sq = sum((flat[i] - flat[j]).pow(2).sum() for i, j in pairs)
     return float(cos / len(pairs)), float((sq / len(pairs)).sqrt())
+
+
+@torch.no_grad()
+def path_distances(model: nn.Module, points: Sequence[Sequence[float]]) -> list:
+    """The distances ``|w(p_{i+1}) - w(p_i)|`` between consecutive points of the subspace, ``w(p)`` the
+    vector of all its parameters at ``p`` (dnn-mode-connectivity's ``dl``: a curve's length is their
+    sum). The weights are linear in the coefficients, ``w(p) = sum_k c_k(p) W_k``, so each distance
+    is ``sqrt(d^T G d)`` with ``d = c(p_{i+1}) - c(p_i)`` and ``G`` the Gram matrix of the tensors
+    ``W_k`` (float64, one pass over the weights, no copy of the network per point)."""
+    coefficients = subspace_coefficients(model)
+    k = coefficients.num_tensors
+    gram = torch.zeros(k, k, dtype=torch.float64)
+    for layer in subspace_layers(model):
+        for name in layer._endpoint_params:
+            t = torch.stack([e.detach().reshape(-1) for e in layer.endpoints(name)]).double()
+            gram += (t @ t.T).cpu()
+    c = torch.tensor([tuple(coefficients(tuple(p))) for p in points], dtype=torch.float64)
+    d = c[1:] - c[:-1]
+    return ((d @ gram) * d).sum(1).clamp_min(0).sqrt().tolist()
