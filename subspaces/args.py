@@ -143,7 +143,7 @@ class Settings:
     # --- runs, logging, checkpoints ---------------------------------------------------------------
     name: str = _opt("default", "run name, key=value pairs joined by '+' (e.g. id=lines+seed=0)")
     log_dir: str = _opt("runs", "folder for run folders and results.csv")
-    seed: int = _opt(1, "random seed", metavar="S")
+    seed: int = _opt(1, "random seed (an evaluation trainer of one checkpoint recomputes BatchNorm over the batches of the seed the checkpoint was trained with; its own draws follow this one)", metavar="S")
     save: bool = _opt(False, "save checkpoints, TensorBoard logs and settings in <log-dir>/<name>+try=<i>/", action="store_true")
     save_data: bool = _opt(False, "save the results row (and run folder) without checkpoints", action="store_true")
     save_epochs: Optional[tuple] = _opt(None, "epochs after which to save a checkpoint", type=ints, metavar="E,E,...")

@@ -43,7 +43,7 @@ from subspaces.utils.seed import seed_everything
 RESULT_SETTINGS = (
     "set", "model", "model_name", "conv_type", "bn_type", "trainer", "n", "seed", "data_seed", "epochs",
     "lr", "batch_size", "beta", "layerwise", "num_samples", "label_noise", "label_smoothing",
-    "alpha0", "alpha1", "update_bn", "train_update_bn", "width_mult", "num_models", "init_endpoints", "fix_endpoints",
+    "alpha0", "alpha1", "update_bn", "train_update_bn", "bn_weighting", "width_mult", "num_models", "init_endpoints", "fix_endpoints",
 )
 
 
