@@ -41,6 +41,7 @@ def bn_batches_seed(settings, trainer_cls: type, checkpoints: Sequence[dict]) ->
     saved = (checkpoints[0].get("settings") or {}).get("seed")
     return settings.seed if saved is None else int(saved)
 
+
 BNUpdate = Callable[[object, nn.Module, torch.device], None]
 
 

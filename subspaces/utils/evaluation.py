@@ -79,7 +79,6 @@ def predict(
     )
 
 
-
 @torch.no_grad()
 def loss_and_error(model: nn.Module, loader: Iterable, device: torch.device, amp: str = "none", channels_last: bool = False) -> tuple:
     """``(mean cross-entropy, error rate)`` of ``model`` in eval mode over ``loader``, summed batch
@@ -98,6 +97,7 @@ def loss_and_error(model: nn.Module, loader: Iterable, device: torch.device, amp
     model.train(was_training)
     loss, errors, n = distributed.all_sum(sums.tolist())
     return loss / max(n, 1.0), errors / max(n, 1.0)
+
 
 # Batches held in memory by CachedBatches at most (beyond this, the loader is replayed instead).
 CACHE_MAX_BYTES = 2 * 1024**3
