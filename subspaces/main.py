@@ -26,7 +26,8 @@ from subspaces import models
 from subspaces.args import Settings, apply_aliases, check_values, parse_args, replace
 from subspaces.modes.modules import coefficients_of, get_layer_type
 from subspaces.trainers import TRAINERS, Position, RunContext, Trainer
-from subspaces.trainers.base import Stopped, check_own_settings
+from subspaces.trainers.base import Stopped, check_bn_weighting, check_own_settings
+from subspaces.trainers.evaluate import bn_batches_seed
 from subspaces.trainers.loop import Progress, fit
 from subspaces.utils import distributed
 from subspaces.utils.checkpoint import as_float, check_same_architecture, load_checkpoint, load_model_state
@@ -42,7 +43,7 @@ from subspaces.utils.seed import seed_everything
 RESULT_SETTINGS = (
     "set", "model", "model_name", "conv_type", "bn_type", "trainer", "n", "seed", "data_seed", "epochs",
     "lr", "batch_size", "beta", "layerwise", "num_samples", "label_noise", "label_smoothing",
-    "alpha0", "alpha1", "update_bn", "train_update_bn", "width_mult", "num_models", "init_endpoints", "fix_endpoints",
+    "alpha0", "alpha1", "update_bn", "train_update_bn", "bn_weighting", "width_mult", "num_models", "init_endpoints", "fix_endpoints",
 )
 
 
@@ -113,6 +114,7 @@ def check_flags(s: Settings) -> Settings:
     trainer_cls = TRAINERS.get(s.trainer)
     check_own_settings(trainer_cls, s)
     s = trainer_cls.adjust_settings(s)
+    check_bn_weighting(trainer_cls, s)
     get_schedule(s.lr_policy, s)
     OPTIMIZERS.get(s.optimizer)
     s = _check_layer_types(s)
@@ -325,10 +327,10 @@ def run(s: Settings) -> RunSummary:
     device = resolve_device(s, world)
     setup_process(s, device, world)
     s = replace(s, device=str(device))  # the data sets that live on the device follow this rank's
-    data = datasets.get_dataset(s)
-    s = with_data_defaults(s, data)
     trainer_cls = TRAINERS.get(s.trainer)
     ckpts, state_dicts = load_resume(s)
+    data = datasets.get_dataset(replace(s, seed=bn_batches_seed(s, trainer_cls, ckpts)))
+    s = with_data_defaults(s, data)
     s = fit_model_count(s, trainer_cls, state_dicts)
     trainer = trainer_cls(s)
     # Everything that can fail on bad input happens before the run folder is made.

@@ -39,6 +39,6 @@ class CountingBN:
     def __init__(self):
         self.calls = 0
 
-    def __call__(self, loader, model, device=None):
+    def __call__(self, loader, model, device=None, weighting="batch"):
         self.calls += 1
-        update_bn(loader, model, device)
+        update_bn(loader, model, device, weighting)

@@ -245,3 +245,91 @@ def test_readme_snippet_runs():
     scope: dict = {}
     exec(compile(m.group(1), "README.md", "exec"), scope)
     assert "plain" in scope and isinstance(scope["plain"], nn.Module)
+
+
+# --- Eq. 3 on models without convolutions -----------------------------------------------------------
+
+
+class Block(nn.Module):
+    """One transformer encoder layer and a linear head: no convolution anywhere."""
+
+    def __init__(self):
+        super().__init__()
+        self.enc = nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True)
+        self.head = nn.Linear(8, 3)
+
+    def forward(self, x):
+        return self.head(self.enc(x).mean(1))
+
+
+def mlp():
+    return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+
+
+# The weight tensors Eq. 3 runs over when a model has no convolution, written out by name.
+EQ3_NAMES = {
+    "mlp": ["0.weight", "2.weight"],
+    "block": ["enc.self_attn.in_proj_weight", "enc.self_attn.out_proj.weight", "enc.linear1.weight", "enc.linear2.weight", "head.weight"],
+}
+
+
+def cos2_by_hand(net: nn.Module, names: list, i: int, j: int) -> float:
+    """(sum <w_i, w_j>)^2 / (sum |w_i|^2 sum |w_j|^2), the tensors concatenated (Eq. 3)."""
+    sd = dict(net.named_parameters())
+    flat = lambda k: torch.cat([sd[n + (str(k) if k else "")].detach().double().flatten() for n in names])  # noqa: E731
+    wi, wj = flat(i), flat(j)
+    return float((wi @ wj) ** 2 / ((wi @ wi) * (wj @ wj)))
+
+
+@pytest.mark.parametrize("which", ["mlp", "block"])
+def test_eq3_trains_models_without_convolutions(which):
+    """modes.subspace on an MLP or a transformer block, --beta 1: Eq. 3 runs over the linear and
+    attention weights (equal to the formula by hand), the training step takes it without error,
+    the loss falls and the regulariser's gradient reaches both endpoints."""
+    torch.manual_seed(0)
+    net = modes.subspace(mlp() if which == "mlp" else Block(), "lines")
+    names = EQ3_NAMES[which]
+    tensors = modes.regularised_tensors(net)
+    by_name = {id(m): n for n, m in net.named_modules()}
+    assert [f"{by_name[id(m)]}.{p}" for m, p in tensors] == names
+    with torch.no_grad():  # endpoints that start almost parallel: Eq. 3 has something to push apart
+        for n in names:
+            net.get_parameter(n + "1").copy_(net.get_parameter(n) + 0.05 * torch.randn_like(net.get_parameter(n)))
+    start = cos2_by_hand(net, names, 0, 1)
+    assert start > 0.9
+    assert modes.cosine_regulariser(tensors, 0, 1).item() == pytest.approx(start, rel=1e-5)
+    assert modes.cosine_regulariser(tensors, 1, 0).item() == pytest.approx(start, rel=1e-5)
+    cossim, l2 = modes.endpoint_stats(net)  # the logged statistics use the same tensors
+    sd = dict(net.named_parameters())
+    gap = torch.cat([(sd[n] - sd[n + "1"]).detach().flatten() for n in names]).norm().item()
+    assert (cossim, l2) == pytest.approx((start, gap), rel=1e-5)
+
+    modes.cosine_regulariser(tensors, 0, 1).backward()
+    for n in names:
+        assert net.get_parameter(n).grad.abs().sum() > 0 and net.get_parameter(n + "1").grad.abs().sum() > 0, n
+    net.zero_grad()
+
+    s = Settings(conv_type="LinesConv", bn_type="LinesBN", trainer="train_one_dim_subspaces", beta=1.0, lr=0.05, wd=0.0)
+    ctx = RunContext([net], [get_optimizer(s, net)], None, nn.CrossEntropyLoss(), torch.device("cpu"))
+    trainer = get_trainer("train_one_dim_subspaces")(s)
+    trainer.check([net])
+    state = trainer.begin_epoch(ctx, 0)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn((32, 6) if which == "mlp" else (32, 5, 8), generator=gen)
+    y = torch.randint(0, 3, (32,), generator=gen)
+    net.train()
+    losses = [trainer.train_step(ctx, state, x, y)[0].item() for _ in range(40)]
+    assert sum(losses[-5:]) < sum(losses[:5])
+    assert cos2_by_hand(net, names, 0, 1) < 0.5 * start  # the regulariser pushed the endpoints apart
+
+
+def test_eq3_on_a_model_without_eligible_tensors_is_refused_at_setup():
+    net = modes.subspace(nn.Sequential(nn.Embedding(10, 4), nn.LayerNorm(4)), "lines")
+    assert modes.regularised_tensors(net) == [] and modes.endpoint_stats(net) == (0.0, 0.0)
+    s = Settings(conv_type="LinesConv", bn_type="LinesBN", trainer="train_one_dim_subspaces", beta=1.0)
+    trainer = get_trainer("train_one_dim_subspaces")(s)
+    for call in (lambda: trainer.check([net]), lambda: trainer.begin_epoch(RunContext([net], [None], None, None, torch.device("cpu")), 0)):
+        with pytest.raises(UserError, match="--beta 0") as e:
+            call()
+        assert "\n" not in str(e.value)
+    get_trainer("train_one_dim_subspaces")(Settings(beta=0.0)).check([net])  # without Eq. 3 it trains

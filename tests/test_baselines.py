@@ -189,7 +189,8 @@ def test_simplex_ensembles(simplex_ckpt, tmp_path, layerwise, monkeypatch):
             "--num-models", "3", "--seed", "4", "--name", "sxe"] + (["--layerwise"] if layerwise else [])
     (row,) = run_rows(argv, tmp_path)
     assert len(built) == 1
-    hand = ByHand("SimplexConv3", "SimplexBN3", seed=4).load(state(simplex_ckpt))
+    # BatchNorm batches of the checkpoint's own seed (1: one checkpoint evaluated); --seed 4 draws the points.
+    hand = ByHand("SimplexConv3", "SimplexBN3", seed=1).load(state(simplex_ckpt))
     layers = subspace_layers(hand.net)
     gen = make_generator(4, "simplex_ensembles")
     logits = []

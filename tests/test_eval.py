@@ -17,7 +17,7 @@ import subspaces.trainers.eval_one_dim_subspaces as eval_lines
 import subspaces.trainers.eval_simplexes as eval_simplexes
 from subspaces.args import Settings, parse_args, replace
 from subspaces.data import get_dataset
-from subspaces.modes import set_point
+from subspaces.modes import set_point, subspace_layers
 from subspaces.utils.bn import update_bn
 from subspaces.utils.checkpoint import save_checkpoint
 from subspaces.utils.evaluation import predict
@@ -203,3 +203,67 @@ def test_cpu_evaluation_runs_default_to_channels_last(line_ckpt, tmp_path):
 
 def json_settings(run_dir: Path) -> dict:
     return json.loads((run_dir / "settings.txt").read_text())
+
+
+def test_curve_stats_as_dnn_mode_connectivity(tmp_path, capsys):
+    """--curve-stats on a curve (--alphas 0,0.25,0.5: points 0, 0.25, ..., 1): per point the train
+    loss and error and the test NLL and error (checked by hand at alpha 0.75 and 0), the path's length
+    (the distances between the weights of consecutive points, by hand) and each quantity's min, max,
+    mean and length-weighted mean by the trapezoid rule (eval_curve.py's ``stats``), printed and in
+    every row; refused where there is no path or no reader."""
+    s = replace(Settings(), conv_type="CurvesConv", bn_type="CurvesBN", model="DigitsConvNet", output_size=10, width_mult=0.25, seed=2)
+    torch.manual_seed(0)
+    net = main_mod.build_model(s, SimpleNamespace(in_channels=1))
+    ckpt = tmp_path / "curve.pt"
+    save_checkpoint(ckpt, {"epoch": 1, "state_dicts": [net.state_dict()], "settings": s.to_dict()})
+    log = tmp_path / "eval"
+    argv = [*EVAL, "--conv-type", "CurvesConv", "--bn-type", "CurvesBN", "--width-mult", "0.25", "--resume", ckpt, "--update-bn",
+            "--alphas", "0,0.25,0.5", "--curve-stats", "--no-channels-last", "--save-data", "--log-dir", log]
+    capsys.readouterr()
+    assert cli(argv) == 0
+    printed = capsys.readouterr().out
+    assert "length" in printed and "train_nll" in printed and "int" in printed
+    rows = read_results(log / "results.csv")
+    assert [(float(r["alpha0"]), float(r["alpha1"])) for r in rows] == [(0, 1), (0.25, 0.75), (0.5, 0.5)]
+
+    data = get_dataset(s)  # the checkpoint's seed: its BatchNorm batches
+    hand = main_mod.build_model(s, data)
+    hand.load_state_dict(torch.load(ckpt, weights_only=True)["state_dicts"][0])
+    by_hand = {}
+    for a in (0.75, 0.0):
+        set_point(hand, (a,))
+        data.set_epoch(0)
+        update_bn(data.bn_loader, hand)
+        values = []
+        for p in (predict(hand, data.bn_loader, torch.device("cpu")), predict(hand, data.val_loader, torch.device("cpu"))):
+            values += [torch.nn.functional.cross_entropy(p.logits, p.targets).item(), (p.logits.argmax(1) != p.targets).double().mean().item()]
+        by_hand[a] = values
+    assert [float(rows[1][k]) for k in ("train_nll", "train_err", "nll")] == pytest.approx(by_hand[0.75][:3], rel=1e-5)
+    assert 1 - float(rows[1]["curr_acc1"]) == pytest.approx(by_hand[0.75][3], abs=1e-6)
+    assert [float(rows[0][k]) for k in ("m0_train_nll", "m0_train_err", "m0_nll")] == pytest.approx(by_hand[0.0][:3], rel=1e-5)
+
+    alphas = [0.0, 0.25, 0.5, 0.75, 1.0]
+    at = {float(r["alpha1"]): r for r in rows} | {float(r["alpha0"]): {k[3:]: v for k, v in r.items() if k.startswith("m0_")} | {"acc": r["m0_acc"]} for r in rows}
+    at = {a: at[a] for a in alphas}
+    flat = []
+    for a in alphas:
+        set_point(hand, (a,))
+        flat.append(torch.cat([m.combined(n).detach().double().flatten() for m in subspace_layers(hand) for n in m._endpoint_params]))
+    dl = [(flat[i + 1] - flat[i]).norm().item() for i in range(4)]
+    row = rows[0]
+    assert float(row["curve_length"]) == pytest.approx(sum(dl), rel=1e-6) and row["curve_points"] == "5"
+    series = {"train_nll": [float(at[a]["train_nll"]) for a in alphas], "test_nll": [float(at[a]["nll"]) for a in alphas]}
+    for q, v in series.items():
+        trapezoid = sum((v[i] + v[i + 1]) / 2 * dl[i] for i in range(4)) / sum(dl)
+        want = {"min": min(v), "max": max(v), "avg": sum(v) / 5, "int": trapezoid}
+        assert {k: float(row[f"curve_{q}_{k}"]) for k in want} == pytest.approx(want, rel=1e-6), q
+    assert all(r["curve_length"] == row["curve_length"] for r in rows)
+
+    bad = tmp_path / "bad"
+    base = [a for a in argv[:-2] if a not in ("--alphas", "0,0.25,0.5")] + ["--log-dir", bad]
+    for extra, expect in ((["--alpha0", "0.5", "--alpha1", "0.5"], "at least two points"),
+                          (["--trainer", "eval_simplexes"], "--curve-stats is read by --trainer eval_one_dim_subspaces / linestats_swa")):
+        assert cli(base + extra) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and expect in err[0], err
+    assert not bad.exists()

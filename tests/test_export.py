@@ -41,7 +41,7 @@ def test_exported_point_scores_what_the_subspace_scores_there(line_ckpt, tmp_pat
     assert export_mod.main([str(line_ckpt), "--point", "0.3", "--update-bn", "--out", str(out)]) == 0
     ck = load_checkpoint(out)
     assert ck["settings"]["conv_type"] == "StandardConv" and ck["settings"]["bn_type"] == "StandardBN" and ck["epoch"] == 0
-    assert ck["exported_from"] == {"checkpoint": str(line_ckpt), "point": [0.3], "update_bn": True}
+    assert ck["exported_from"] == {"checkpoint": str(line_ckpt), "point": [0.3], "update_bn": True, "bn_weighting": "batch"}
     sub = load_checkpoint(line_ckpt)["state_dicts"][0]
     sd = ck["state_dicts"][0]
     assert not any(k.endswith(("weight1", "bias1")) for k in sd)

@@ -1,5 +1,7 @@
 """Plane plots (analyze_results/plane.py): the grid's values are evaluations of plain networks at
-those points of the plane, the three marked points are the three networks, and the files exist."""
+those points of the plane, the three marked points are the three networks, the files exist, and
+dnn-mode-connectivity's options (per-side margins, train error and test NLL, a curve of any number
+of bends projected onto the plane) are there."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,6 +15,7 @@ import torch.nn.functional as F
 from subspaces import main as main_mod
 from subspaces.analysis import plane as plane_mod
 from subspaces.analysis.plane import barycentric, plane_basis, plane_plot
+from subspaces.modes import plain_state_dict, set_point
 from subspaces.args import Settings, replace
 from subspaces.data import get_dataset
 from subspaces.utils.bn import update_bn
@@ -35,28 +38,28 @@ def fresh(path: Path, seed: int, conv: str = "StandardConv", bn: str = "Standard
     return path
 
 
-def direct(state: dict, s: Settings) -> tuple:
-    """Train loss and test accuracy of a plain network with ``state``'s parameters, BatchNorm
-    recomputed over the evaluation's batches (the training set at epoch 0)."""
+def direct(state: dict, s: Settings, weighting: str = "batch") -> tuple:
+    """Train loss and error, test NLL and error of a plain network with ``state``'s parameters,
+    BatchNorm recomputed over the evaluation's batches (the training set at epoch 0)."""
     data = get_dataset(s)
     data.set_epoch(0)
     batches = list(data.bn_loader)
     net = main_mod.build_model(s, data)
     net.load_state_dict(state)
-    update_bn(batches, net)
-    train = predict(net, batches, torch.device("cpu"))
-    test = predict(net, data.val_loader, torch.device("cpu"))
-    return F.cross_entropy(train.logits, train.targets).item(), (test.logits.argmax(1) == test.targets).double().mean().item()
+    update_bn(batches, net, weighting=weighting)
+    out = []
+    for p in (predict(net, batches, torch.device("cpu")), predict(net, data.val_loader, torch.device("cpu"))):
+        out += [F.cross_entropy(p.logits, p.targets).item(), (p.logits.argmax(1) != p.targets).double().mean().item()]
+    return tuple(out)
 
 
 def test_grid_values_are_the_networks_at_those_points(tmp_path):
     paths = [fresh(tmp_path / f"n{i}.pt", i) for i in range(3)]
-    plane = plane_plot([str(p) for p in paths], tmp_path / "fig", grid=3, margin=0.25)
+    plane = plane_plot([str(p) for p in paths], tmp_path / "fig", grid=3, margins=0.25, bn_weighting="sample")
     s = replace(Settings(), **TINY)
     states = [torch.load(p, weights_only=True)["state_dicts"][0] for p in paths]
-    for i in range(3):  # the marked points are the three networks
-        loss, acc = direct(states[i], s)
-        assert plane.marked[i] == pytest.approx((loss, acc), rel=1e-5, abs=1e-7)
+    for i in range(3):  # the marked points are the three networks (BatchNorm recomputed per sample)
+        assert plane.marked[i] == pytest.approx(direct(states[i], s, "sample"), rel=1e-5, abs=1e-7)
     assert plane.labels == ("A", "B", "C")
 
     # a corner of the grid (outside the triangle: negative coordinates), built by hand from the
@@ -75,17 +78,20 @@ def test_grid_values_are_the_networks_at_those_points(tmp_path):
         size = states[0][n].numel()
         state[n] = flat[offset:offset + size].reshape(states[0][n].shape).float()
         offset += size
-    loss, acc = direct(state, s)
-    assert plane.train_loss[0, 0] == pytest.approx(loss, rel=1e-3)
-    assert abs(plane.test_acc[0, 0] - acc) <= 1 / 360 + 1e-9
+    train_loss, train_err, test_nll, test_err = direct(state, s, "sample")
+    assert plane.train_loss[0, 0] == pytest.approx(train_loss, rel=1e-3) and plane.test_nll[0, 0] == pytest.approx(test_nll, rel=1e-3)
+    assert abs(plane.train_err[0, 0] - train_err) <= 2 / 1437 + 1e-9 and abs(plane.test_err[0, 0] - test_err) <= 1 / 360 + 1e-9
 
     files = {p.name: p for p in plane.paths}
     assert set(files) == {"plane.png", "plane.pdf", "plane.csv"} and all(p.stat().st_size > 0 for p in files.values())
-    assert files["plane.png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and files["plane.pdf"].read_bytes()[:4] == b"%PDF"
+    png = files["plane.png"].read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and files["plane.pdf"].read_bytes()[:4] == b"%PDF"
+    assert int.from_bytes(png[16:20], "big") == round(3.3 * 300)  # one paper column wide, at 300 dpi
     rows = files["plane.csv"].read_text().splitlines()
-    assert rows[0] == "x,y,point,train_loss,test_acc" and len(rows) == 1 + 3 + 9
+    assert rows[0] == "x,y,point,train_loss,train_err,test_nll,test_err" and len(rows) == 1 + 3 + 9
     again = plane_mod.read_plane(files["plane.csv"])  # to draw again without evaluating
-    np.testing.assert_allclose(again.train_loss, plane.train_loss, rtol=1e-9)
+    for k in plane_mod.VALUES:
+        np.testing.assert_allclose(getattr(again, k), getattr(plane, k), rtol=1e-9)
     np.testing.assert_allclose(again.points, plane.points, rtol=1e-9, atol=1e-12)
     assert again.labels == plane.labels and again.curve is None
     np.testing.assert_allclose(np.array(again.marked), np.array(plane.marked), rtol=1e-9)
@@ -135,3 +141,51 @@ def test_bad_input(tmp_path, capsys):
     with pytest.raises(UserError, match="three different tensors"):
         plane_plot([str(curve)], tmp_path / "out", tensors=(0, 1, 3))
     assert not (tmp_path / "out").exists()
+
+
+def test_per_side_margins_as_dnn_mode_connectivity():
+    """Each side widened by its margin times the points' extent along that axis (its plane.py:
+    alphas from -margin_left to 1 + margin_right of |end - start|, betas likewise of the bend's height)."""
+    points = np.array([[0.0, 0.0], [10.0, 0.0], [4.0, 2.0]])
+    xs, ys = plane_mod.grid_axes(points, 21, (0.1, 0.2, 0.3, 0.4))
+    assert len(xs) == len(ys) == 21
+    assert (xs[0], xs[-1], ys[0], ys[-1]) == pytest.approx((-1.0, 12.0, -0.6, 2.8))
+    seen = {}
+    real = plane_mod.plane_plot
+    try:
+        plane_mod.plane_plot = lambda *a, **k: seen.setdefault("args", a) and (_ for _ in ()).throw(UserError("stop"))
+        assert plane_mod.main(["c.pt", "--margin", "0.5", "--margin-top", "0.1", "--grid", "21", "--curve-points", "7"]) == 2
+    finally:
+        plane_mod.plane_plot = real
+    a = seen["args"]
+    assert a[3] == 21 and list(a[4]) == [0.5, 0.5, 0.5, 0.1] and a[9] == 7
+
+
+def test_a_curve_of_several_bends_is_projected_onto_the_plane(tmp_path):
+    """A Bezier curve of degree 3 (two control points) leaves the plane through its ends and first
+    control point: it is drawn as the orthogonal projection of its weights at each alpha."""
+    ck = fresh(tmp_path / "bezier.pt", 0, "BezierConv3", "BezierBN3")
+    model, s, _, labels, (coefficients, vectors) = plane_mod.load_three([str(ck)])
+    assert labels == ("alpha=0", "alpha=1", "bend 1") and len(vectors) == 4
+    w = plane_mod.flat_tensors(model)
+    u, v, points = plane_basis(w)
+    curve = plane_mod.curve_in_plane(plane_mod.project(vectors, w[0], u, v), coefficients, 5)
+    net = main_mod.build_model(s, SimpleNamespace(in_channels=1))
+    net.load_state_dict(torch.load(ck, weights_only=True)["state_dicts"][0])
+    names = [n for n, _ in main_mod.build_model(replace(s, conv_type="StandardConv", bn_type="StandardBN"), SimpleNamespace(in_channels=1)).named_parameters()]
+    for k, alpha in enumerate(np.linspace(0, 1, 5)):
+        set_point(net, (float(alpha),))
+        sd = plain_state_dict(net)
+        wa = torch.cat([sd[n].double().flatten() for n in names])  # the network at alpha, by name
+        np.testing.assert_allclose(curve[k], [(wa - w[0]).dot(u).item(), (wa - w[0]).dot(v).item()], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(curve[[0, -1]], points[:2], atol=1e-6)
+    mid = sum(c * vec for c, vec in zip(coefficients((0.5,)), vectors))
+    assert (mid - w[0] - (mid - w[0]).dot(u) * u - (mid - w[0]).dot(v) * v).norm() > 1e-3  # off the plane: a projection
+
+
+def test_a_plane_csv_without_the_error_columns_still_reads(tmp_path):
+    old = tmp_path / "old.csv"
+    old.write_text("x,y,point,train_loss,test_acc\n0,0,A,0.5,0.9\n1,0,B,0.6,0.8\n0,1,C,0.7,0.7\n"
+                   + "".join(f"{x},{y},,0.1,0.75\n" for y in (0, 1) for x in (0, 1)) + "0.5,0.2,curve,,\n")
+    plane = plane_mod.read_plane(old)
+    assert plane.test_err[0, 0] == pytest.approx(0.25) and np.isnan(plane.test_nll).all() and plane.curve.shape == (1, 2)

@@ -124,7 +124,7 @@ def test_swag_bayesian_model_average(swag_run, tmp_path):
     # statistics recomputed, their probabilities averaged.
     saved = load(ckpt)
     stats, sd_mean = saved["trainer"]["swag"], saved["state_dicts"][1]
-    s = replace(parse_args([str(a) for a in SMALL]), seed=7)
+    s = parse_args([str(a) for a in SMALL])  # BatchNorm batches of the checkpoint's seed (1); --seed 7 draws the samples
     data = get_dataset(s)
     net = main_mod.build_model(replace(s, model="DigitsConvNet", output_size=10), data)
 
@@ -185,3 +185,97 @@ def test_swag_bad_input(swag_run, tmp_path, capsys):
     _bad(SWAG[:-1] + ["--resume", ckpt_at(swag_run, 2), "--swag-rank", "3"], log, capsys, "of rank 2; pass --swag-rank 2")
     no_swag = [a for a in SWAG[:-1] if a not in ("--swag-rank", "2")]
     _bad(no_swag + ["--resume", ckpt_at(swag_run, 2)], log, capsys, "pass --swag-rank 2")
+
+
+# --- agreement with swa_gaussian (Maddox et al. 2019's code) ------------------------------------------
+
+
+def swa_gaussian_moments(snapshots: list, max_num_models: int) -> tuple:
+    """swa_gaussian's collection, from its paper (Algorithm 1) and ``SWAG.collect_model``: running
+    mean and mean of squares over all snapshots; after each, the deviation of the snapshot from the
+    updated mean is appended as a row of the covariance square root, and the oldest row dropped
+    once more than ``max_num_models`` are held. Flat (whole-network) vectors."""
+    mean = sq_mean = torch.zeros_like(snapshots[0])
+    rows = []
+    for n, w in enumerate(snapshots):
+        mean = mean * n / (n + 1) + w / (n + 1)
+        sq_mean = sq_mean * n / (n + 1) + w**2 / (n + 1)
+        rows = (rows + [w - mean])[-max_num_models:]
+    return mean, sq_mean, torch.stack(rows)
+
+
+def swa_gaussian_sample(mean, sq_mean, cov_sqrt, max_num_models: int, scale: float, z1, z2, cov: bool, var_clamp: float = 1e-30):
+    """swa_gaussian's ``sample(scale, cov)`` (full-rank path) for given normal draws: the variance
+    clamped below at ``var_clamp``, the low-rank term divided by sqrt(max_num_models - 1) (the rank
+    asked for, whatever number of rows is held), both terms scaled by sqrt(scale)."""
+    var = torch.clamp(sq_mean - mean**2, min=var_clamp)
+    noise = var.sqrt() * z1
+    if cov:
+        noise = noise + cov_sqrt.t().matmul(z2) / (max_num_models - 1) ** 0.5
+    return mean + scale**0.5 * noise
+
+
+@pytest.mark.parametrize("cov", ["lowrank", "diag"])
+def test_samples_equal_swa_gaussians_for_the_same_draws(cov):
+    """Six snapshots at rank 10 (fewer than the rank, where dividing by the columns held would give a
+    1.34x larger low-rank term), a parameter that never moves (variance 0: the clamp), the same z1
+    and z2 fed to both formulas: the same weights."""
+    gen = torch.Generator().manual_seed(0)
+    snaps = [{"a": torch.randn(5, 3, generator=gen, dtype=torch.float64), "b": torch.zeros(4, dtype=torch.float64)} for _ in range(6)]
+    stats = SWAGStatistics(rank=10)
+    for k, w in enumerate(snaps, start=1):
+        stats.collect(w, {n: sum(s[n] for s in snaps[:k]) / k for n in w})
+    assert stats.num_columns == 6
+    flat = lambda d: torch.cat([d["a"].flatten(), d["b"].flatten()])  # noqa: E731
+    mean, sq_mean, cov_sqrt = swa_gaussian_moments([flat(s) for s in snaps], 10)
+    z1 = {"a": torch.randn(5, 3, generator=gen, dtype=torch.float64), "b": torch.randn(4, generator=gen, dtype=torch.float64)}
+    z2 = torch.randn(6, generator=gen, dtype=torch.float64)
+    mean_d = {"a": mean[:15].view(5, 3), "b": mean[15:]}
+    got = stats.draw(mean_d, 0.5, z1, z2 if cov == "lowrank" else None)
+    want = swa_gaussian_sample(mean, sq_mean, cov_sqrt, 10, 0.5, flat(z1), z2, cov == "lowrank")
+    torch.testing.assert_close(flat(got), want, rtol=1e-12, atol=1e-15)
+    torch.testing.assert_close(got["b"], mean_d["b"] + 0.5**0.5 * 1e-15 * z1["b"], rtol=1e-12, atol=0)  # clamped at 1e-30
+    if cov == "lowrank":  # dividing by sqrt(columns - 1) instead would scale the low-rank term by sqrt(9/5) = 1.34
+        other = swa_gaussian_sample(mean, sq_mean, cov_sqrt, 6, 0.5, flat(z1), z2, True)
+        assert (other - mean).norm() > 1.05 * (want - mean).norm()
+
+
+def test_fewer_columns_than_the_rank_warns_in_one_line(capsys):
+    from subspaces.args import Settings
+    from subspaces.trainers.swag import SWAGTrainer
+
+    stats = SWAGStatistics(rank=10)
+    ws = [{"a": torch.randn(3)} for _ in range(4)]
+    for k, w in enumerate(ws, start=1):
+        stats.collect(w, {"a": sum(v["a"] for v in ws[:k]) / k})
+    trainer = SWAGTrainer(Settings(trainer="swag", resume=("swa.pt",)))
+    trainer.load_checkpoints([{"trainer": {"swag": stats.state_dict()}}])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: ") and "4 deviation columns" in err[0] and "--swag-rank 10" in err[0], err
+    SWAGTrainer(Settings(trainer="swag", resume=("swa.pt",), swag_cov="diag")).load_checkpoints([{"trainer": {"swag": stats.state_dict()}}])
+    assert capsys.readouterr().err == ""  # the diagonal draw has no low-rank term to warn about
+
+
+def test_swag_diagonal_draw_through_the_command_line(swag_run, tmp_path):
+    """``--swag-cov diag``: one draw ``mean + sqrt(scale) sqrt(var) z1`` (no low-rank term, no z2 drawn),
+    its BatchNorm recomputed, scored as the row says."""
+    ckpt, log = ckpt_at(swag_run, 3), tmp_path / "diag"
+    argv = SMALL + ["--no-channels-last", "--trainer", "swag", "--resume", ckpt, "--pretrained", "--epochs", "0", "--swag-cov", "diag",
+                    "--swag-samples", "1", "--seed", "7", "--save-data", "--log-dir", log, "--name", "diag"]
+    assert cli(argv) == 0
+    (row,) = read_results(log / "results.csv")
+    assert row["swag_cov"] == "diag"
+    saved = load(ckpt)
+    stats, sd_mean = saved["trainer"]["swag"], saved["state_dicts"][1]
+    s = parse_args([str(a) for a in SMALL])  # BatchNorm batches of the checkpoint's seed (1); --seed 7 draws the samples
+    data = get_dataset(s)
+    net = main_mod.build_model(replace(s, model="DigitsConvNet", output_size=10), data)
+    gen = make_generator(7, "swag")
+    with torch.no_grad():
+        for n, p in net.named_parameters():
+            var = (stats["sq_mean"][n] - sd_mean[n] ** 2).clamp_min(1e-30)
+            p.copy_(sd_mean[n] + math.sqrt(0.5) * var.sqrt() * torch.randn(p.shape, generator=gen))
+    data.set_epoch(0)
+    update_bn(data.bn_loader, net)
+    m = classification_metrics(*(lambda p: (p.logits, p.targets))(predict(net, data.val_loader, torch.device("cpu"))))
+    assert float(row["nll"]) == pytest.approx(m["nll"], rel=1e-4) and float(row["curr_acc1"]) == pytest.approx(m["acc"], abs=1 / 360)

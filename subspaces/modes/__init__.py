@@ -9,8 +9,8 @@ from .coefficients import (BezierCoefficients, Coefficients, CurveCoefficients, 
 from .modules import (CurvesBN, CurvesConv, CurvesLinear, LinesBN, LinesConv, LinesLinear, StandardBN,
     StandardConv, StandardLinear, SubspaceBN, SubspaceConv, SubspaceLayer, SubspaceLinear, coefficients_of,
     get_layer_type, layer_type_names, linear_type_for, subspace_type)
-from .subspace import (conv_layers, cosine_regulariser, endpoint_pair, endpoint_stats, sample_and_set,
-    set_point, set_points, subspace_coefficients, subspace_layers)
+from .subspace import (conv_layers, cosine_regulariser, endpoint_pair, endpoint_stats, path_distances, regularised_tensors,
+    sample_and_set, set_point, set_points, subspace_coefficients, subspace_layers)
 from .convert import coefficients_for, fix_endpoints, load_endpoints, plain_keys, plain_state_dict  # noqa: E402
 from .convert import subspace  # noqa: E402  (after the module modes.subspace: the name is the function)
 

@@ -1,13 +1,14 @@
 """Export the plain network at one point of a trained subspace.
 
-    python -m subspaces.modes.export CKPT --point 0.3 [--update-bn] [--data DIR] --out net.pt
+    python -m subspaces.modes.export CKPT --point 0.3 [--update-bn [--bn-weighting sample]] [--data DIR] --out net.pt
     python -m subspaces.modes.export SIMPLEX_CKPT --point 0.2,0.3,0.5 --out net.pt   # barycentric coordinates
 
 writes a checkpoint in the project's format (``state_dicts``, ``settings`` with ``--conv-type
 StandardConv --bn-type StandardBN``, epoch 0) of the plain architecture with the weights of that
 point. With ``--update-bn`` the BatchNorm statistics are recomputed there over the training set
 (read from the checkpoint's saved settings; ``--data`` overrides the folder), with the batches
-that ``--update-bn`` evaluation uses, so that
+that ``--update-bn`` evaluation of the checkpoint uses (its training ``--seed``'s, epoch 0) and the
+same ``--bn-weighting``, so that
 
     python main.py --conv-type StandardConv --bn-type StandardBN --resume net.pt --pretrained --epochs 0
 
@@ -68,12 +69,13 @@ def _in_channels(s, state_dict: dict) -> int:
 
 
 def export_point(checkpoint: "str | Path", point: Sequence[float], out: "str | Path", update_bn: bool = False,
-                 data: Optional[str] = None, device: str = "cpu") -> Path:
+                 data: Optional[str] = None, device: str = "cpu", bn_weighting: str = "batch") -> Path:
     """Write the plain network at ``point`` of the subspace in ``checkpoint`` to ``out`` (atomically).
 
     ``point``: an alpha for a line or curve, barycentric coordinates for a simplex. ``update_bn``
     recomputes the BatchNorm statistics at the point over the training set of the checkpoint's
-    data set (``data`` overrides its folder). Returns ``out``. Bad input raises UserError before
+    data set (``data`` overrides its folder), each batch or each sample weighing the same
+    (``bn_weighting``, as ``--bn-weighting``). Returns ``out``. Bad input raises UserError before
     anything is written.
     """
     from subspaces import data as datasets
@@ -93,7 +95,7 @@ def export_point(checkpoint: "str | Path", point: Sequence[float], out: "str | P
     if coefficients is None:
         raise UserError(f"{checkpoint} holds a standard network (--conv-type {s.conv_type}): it is already plain; use it directly")
     layer_point = parse_point(point, coefficients)
-    s = replace(s, device=device, multigpu=None, label_noise=None, data=data or s.data, resume=None, pretrained=False)
+    s = replace(s, device=device, multigpu=None, label_noise=None, data=data or s.data, resume=None, pretrained=False, bn_weighting=bn_weighting)
     main._check_device(s)
     bundle = datasets.get_dataset(s) if update_bn else None
     state = ckpt["state_dicts"][0]
@@ -103,7 +105,7 @@ def export_point(checkpoint: "str | Path", point: Sequence[float], out: "str | P
     if update_bn:
         bundle.set_epoch(EVAL_BN_EPOCH)  # the batches an --update-bn evaluation recomputes over
         net.to(device)
-        recompute(bundle.bn_loader, net, torch.device(device))
+        recompute(bundle.bn_loader, net, torch.device(device), bn_weighting)
     plain_settings = replace(s, conv_type="StandardConv", bn_type="StandardBN", trainer="default", n=-1, init_endpoints=None,
                              fix_endpoints=False, name=f"{s.name}+point={_fmt(point)}", epochs=0)
     payload = {
@@ -111,7 +113,8 @@ def export_point(checkpoint: "str | Path", point: Sequence[float], out: "str | P
         "state_dicts": [{k: v.cpu() for k, v in plain_state_dict(net).items()}],
         "optimizers": [], "best_acc1": 0.0, "curr_acc1": 0.0,  # not evaluated, as an initialisation checkpoint
         "settings": plain_settings.to_dict(),
-        "exported_from": {"checkpoint": str(checkpoint), "point": [float(v) for v in point], "update_bn": bool(update_bn)},
+        "exported_from": {"checkpoint": str(checkpoint), "point": [float(v) for v in point], "update_bn": bool(update_bn),
+                          **({"bn_weighting": bn_weighting} if update_bn else {})},
     }
     save_checkpoint(out, payload)
     return out
@@ -125,11 +128,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help="alpha in [0, 1] for a line or curve; n barycentric coordinates summing to 1 for a simplex")
     p.add_argument("--out", required=True, help="the checkpoint file to write")
     p.add_argument("--update-bn", action="store_true", help="recompute BatchNorm statistics at the point over the training set")
+    p.add_argument("--bn-weighting", choices=("batch", "sample"), default="batch",
+                   help="with --update-bn: every batch (the original's, default) or every sample weighs the same, as --bn-weighting of main.py")
     p.add_argument("--data", help="folder holding the data sets (default: the checkpoint's --data)")
     p.add_argument("--device", default="cpu", help="device for the BatchNorm recompute (default: cpu)")
     ns = p.parse_args(argv)
     try:
-        out = export_point(ns.checkpoint, ns.point, ns.out, ns.update_bn, ns.data, ns.device)
+        if ns.bn_weighting != "batch" and not ns.update_bn:
+            raise UserError(f"--bn-weighting {ns.bn_weighting} weighs the batches of --update-bn's recompute; pass --update-bn too")
+        out = export_point(ns.checkpoint, ns.point, ns.out, ns.update_bn, ns.data, ns.device, ns.bn_weighting)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,4 +1,4 @@
-"""Model-level helpers: find subspace layers, set or draw points, Eq. 3, endpoint statistics."""
+"""Model-level helpers: find subspace layers, set or draw points, Eq. 3 and the tensors it uses, endpoint statistics."""
 from __future__ import annotations
 
 import itertools
@@ -93,38 +93,97 @@ def endpoint_pair(num_tensors: int, generator: torch.Generator) -> tuple:
     return i, j
 
 
-def _flat(convs: Sequence, i: int) -> torch.Tensor:
-    return torch.cat([m.endpoints("weight")[i].reshape(-1) for m in convs])
+def conv_layers(model: nn.Module) -> list:
+    """The subspace conv layers: the subspace layers that are convolutions of any dimension (a
+    model made by :func:`subspaces.modes.subspace` too)."""
+    return [m for m in model.modules() if isinstance(m, SubspaceLayer) and isinstance(m, _ConvNd)]
 
 
-def cosine_regulariser(convs: Sequence, i: int, j: int) -> torch.Tensor:
-    """Eq. 3: ``(sum <w_i, w_j>)^2 / (sum |w_i|^2 * sum |w_j|^2)`` over all conv layers together.
+# MultiheadAttention's input projections: one packed matrix, or three when kdim/vdim differ.
+_ATTENTION_WEIGHTS = ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight")
+
+
+def regularised_tensors(model: nn.Module) -> list:
+    """The tensors Eq. 3 and :func:`endpoint_stats` run over, as ``(layer, parameter name)`` pairs
+    in module order.
+
+    - A model with subspace convolutions: their ``weight`` tensors only (the paper's Eq. 3, over
+      all conv layers; biases, BatchNorm and linear heads are left out, so the built-in models'
+      results do not change).
+    - A model without convolutions (an MLP or a transformer made by :func:`subspaces.modes.subspace`):
+      the weight matrices of its subspace linear layers (attention's ``out_proj`` included) and
+      of its attention's input projections (``in_proj_weight``, or ``q/k/v_proj_weight``).
+      Biases, norms and embeddings are left out, as the paper leaves out BatchNorm.
+
+    Empty when the model has none of them (Eq. 3 then has nothing to run over).
+    """
+    convs = conv_layers(model)
+    if convs:
+        return [(m, "weight") for m in convs]
+    out = []
+    for m in model.modules():
+        if isinstance(m, SubspaceLayer) and isinstance(m, nn.Linear):
+            out.append((m, "weight"))
+        elif isinstance(m, SubspaceLayer) and isinstance(m, nn.MultiheadAttention):
+            out += [(m, n) for n in _ATTENTION_WEIGHTS if n in m._endpoint_params]
+    return out
+
+
+def _flat(tensors: Sequence, i: int) -> torch.Tensor:
+    """Tensor ``i`` of every entry, flattened and concatenated; an entry is ``(layer, name)`` or a
+    layer (its ``weight``)."""
+    parts = []
+    for item in tensors:
+        layer, name = item if isinstance(item, tuple) else (item, "weight")
+        parts.append(layer.endpoints(name)[i].reshape(-1))
+    if not parts:
+        raise ValueError("Eq. 3 needs at least one subspace tensor (see regularised_tensors)")
+    return torch.cat(parts)
+
+
+def cosine_regulariser(tensors: Sequence, i: int, j: int) -> torch.Tensor:
+    """Eq. 3: ``(sum <w_i, w_j>)^2 / (sum |w_i|^2 * sum |w_j|^2)`` over all ``tensors`` together
+    (:func:`regularised_tensors`: a conv net's conv weights; a list of conv layers works too).
 
     The endpoints are concatenated first, so the whole term is a handful of fused kernels.
     """
-    wi, wj = _flat(convs, i), _flat(convs, j)
+    wi, wj = _flat(tensors, i), _flat(tensors, j)
     return torch.dot(wi, wj).pow(2) / (torch.dot(wi, wi) * torch.dot(wj, wj))
-
-
-def conv_layers(model: nn.Module) -> list:
-    """The subspace conv layers (those Eq. 3 and the endpoint statistics run over): the subspace
-    layers that are convolutions of any dimension (a model made by :func:`subspaces.modes.subspace` too)."""
-    return [m for m in model.modules() if isinstance(m, SubspaceLayer) and isinstance(m, _ConvNd)]
 
 
 @torch.no_grad()
 def endpoint_stats(model: nn.Module) -> tuple:
-    """Mean pairwise squared cosine similarity and L2 distance between endpoint conv weights.
+    """Mean pairwise squared cosine similarity and L2 distance between the endpoints' weights: the
+    tensors Eq. 3 uses (:func:`regularised_tensors`, the conv weights of a conv net).
 
     Averaged over all pairs of tensors (one pair for a line; for a curve and a simplex every pair).
-    Returns ``(cossim, l2)``; ``(0.0, 0.0)`` for a model without subspace conv layers.
+    Returns ``(cossim, l2)``; ``(0.0, 0.0)`` for a model without such tensors.
     """
-    convs = conv_layers(model)
-    if not convs:
+    tensors = regularised_tensors(model)
+    if not tensors:
         return 0.0, 0.0
-    k = convs[0].num_tensors
-    flat = [_flat(convs, i) for i in range(k)]
+    k = tensors[0][0].num_tensors
+    flat = [_flat(tensors, i) for i in range(k)]
     pairs = list(itertools.combinations(range(k), 2))
     cos = sum(torch.dot(flat[i], flat[j]) ** 2 / (flat[i].dot(flat[i]) * flat[j].dot(flat[j])) for i, j in pairs)
     sq = sum((flat[i] - flat[j]).pow(2).sum() for i, j in pairs)
     return float(cos / len(pairs)), float((sq / len(pairs)).sqrt())
+
+
+@torch.no_grad()
+def path_distances(model: nn.Module, points: Sequence[Sequence[float]]) -> list:
+    """The distances ``|w(p_{i+1}) - w(p_i)|`` between consecutive points of the subspace, ``w(p)`` the
+    vector of all its parameters at ``p`` (dnn-mode-connectivity's ``dl``: a curve's length is their
+    sum). The weights are linear in the coefficients, ``w(p) = sum_k c_k(p) W_k``, so each distance
+    is ``sqrt(d^T G d)`` with ``d = c(p_{i+1}) - c(p_i)`` and ``G`` the Gram matrix of the tensors
+    ``W_k`` (float64, one pass over the weights, no copy of the network per point)."""
+    coefficients = subspace_coefficients(model)
+    k = coefficients.num_tensors
+    gram = torch.zeros(k, k, dtype=torch.float64)
+    for layer in subspace_layers(model):
+        for name in layer._endpoint_params:
+            t = torch.stack([e.detach().reshape(-1) for e in layer.endpoints(name)]).double()
+            gram += (t @ t.T).cpu()
+    c = torch.tensor([tuple(coefficients(tuple(p))) for p in points], dtype=torch.float64)
+    d = c[1:] - c[:-1]
+    return ((d @ gram) * d).sum(1).clamp_min(0).sqrt().tolist()

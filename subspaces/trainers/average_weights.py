@@ -45,7 +45,7 @@ class AverageWeights(MembersTrainer):
         return {}
 
     def test(self, ctx: RunContext, epoch: int) -> TestResult:
-        ev = Evaluator(self.settings, ctx, ctx.models[0], lambda loader, m, device: update_bn(loader, m, device))
+        ev = Evaluator(self.settings, ctx, ctx.models[0], lambda loader, m, device: update_bn(loader, m, device, self.settings.bn_weighting))
         m = point_metrics(ev.outputs(None, True))
         acc = m.pop("acc")
         ctx.log_scalar("test/acc", acc, epoch)

@@ -145,6 +145,12 @@ class Trainer:
         """The settings this trainer runs with: what it implies, or a UserError for what it refuses."""
         return settings
 
+    @classmethod
+    def recomputes_bn(cls, settings) -> bool:
+        """Whether a run with ``settings`` recomputes BatchNorm statistics (what ``--bn-weighting``
+        weighs): evaluations with ``--update-bn`` (default), or always, or never."""
+        return settings.update_bn
+
     def check(self, models: list) -> None:
         """Raise UserError when the models do not fit this trainer (e.g. a line for train_simplexes)."""
         coeffs = subspace_coefficients(unwrap(models[0]))
@@ -300,6 +306,14 @@ def check_own_settings(trainer_cls: type, settings) -> None:
         if key not in trainer_cls.own_settings and getattr(settings, key) != defaults[key]:
             flag = "--" + key.replace("_", "-")
             raise UserError(f"{flag} is read by --trainer {' / '.join(sorted(names))}, not by {trainer_cls.name}; drop {flag} or pass --trainer {sorted(names)[0]}")
+
+
+def check_bn_weighting(trainer_cls: type, settings) -> None:
+    """Refuse ``--bn-weighting`` other than the default where the run recomputes no BatchNorm
+    statistics (it would be accepted and ignored)."""
+    if settings.bn_weighting != "batch" and not trainer_cls.recomputes_bn(settings):
+        raise UserError(f"--bn-weighting {settings.bn_weighting} weighs the batches of a BatchNorm recompute, and --trainer {trainer_cls.name} "
+                        f"recomputes none with these flags; pass --update-bn (evaluation) or --train-update-bn (training), or drop --bn-weighting")
 
 
 def check_finite(value: float, epoch: int, first: int, last: int) -> None:

@@ -27,6 +27,10 @@ class DefaultTrainer(Trainer):
     name = "default"
     kinds = ("standard",)
 
+    @classmethod
+    def recomputes_bn(cls, settings) -> bool:
+        return False  # tests the network with its own statistics
+
     def test(self, ctx: RunContext, epoch: int) -> TestResult:
         acc, metrics = test_metrics(self.settings, ctx, ctx.models[0], epoch)
         return TestResult(acc, metrics)

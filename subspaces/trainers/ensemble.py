@@ -30,7 +30,7 @@ class EnsembleTrainer(MembersTrainer):
         batches = EvalBatches(ctx.data)  # every member sees the same decoded batches
         preds = []
         for model in ctx.models:
-            ev = Evaluator(s, ctx, model, lambda loader, m, device: update_bn(loader, m, device), batches)
+            ev = Evaluator(s, ctx, model, lambda loader, m, device: update_bn(loader, m, device, s.bn_weighting), batches)
             preds.append(ev.outputs(None, s.update_bn))
         acc, metrics = ensemble_result(preds, s.ensemble_mode)
         ctx.log_scalar("test/acc", acc, epoch)

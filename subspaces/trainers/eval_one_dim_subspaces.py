@@ -11,14 +11,27 @@ statistics are recomputed at each point first, as in the original.
 each, instead of the original's one run per alpha: each distinct point is evaluated once (one
 BatchNorm recompute, one test pass), over the same decoded batches, so each row equals the row a
 single-pair run writes for that pair.
+
+``--curve-stats`` adds dnn-mode-connectivity's ``eval_curve.py`` summary along the evaluated
+points in alpha order (Garipov et al. 2018): each point's train loss and error (over the BatchNorm
+batches, the model in eval mode: one more pass over the training set per point) and test NLL and
+error; the path's length (the sum of the distances between consecutive points' weights); and for
+each quantity its min, max, mean and length-weighted mean. Printed as its table, and written as
+results columns: ``train_nll``, ``train_err`` (``m0_`` for alpha0) per row, ``curve_length``,
+``curve_points`` and ``curve_<quantity>_<min|max|avg|int>`` on every row of the run.
 """
 from __future__ import annotations
 
+import sys
 from collections import Counter
 
+import torch.nn.functional as F
+
+from subspaces.modes import path_distances
 from subspaces.utils.bn import update_bn
 from subspaces.utils.errors import UserError
-from subspaces.utils.metrics import disagreement, feature_cossim, tv_distance
+from subspaces.utils.metrics import disagreement, feature_cossim, path_stats, tv_distance
+from subspaces.utils.modules import unwrap
 
 from .base import TRAINERS, ResultRow, RunContext, TestResult, Trainer
 from .evaluate import Evaluator, members_metrics, point_key, point_metrics
@@ -49,6 +62,48 @@ def _fmt(a: float) -> str:
     return format(a, "g")
 
 
+CURVE_QUANTITIES = ("train_nll", "train_err", "test_nll", "test_err")
+
+
+def check_curve_stats(s):
+    """``--curve-stats`` needs a path: at least two distinct points among the pairs."""
+    points = {a for pair in pairs_of(s) for a in pair}
+    if s.curve_stats and len(points) < 2:
+        raise UserError("--curve-stats summarises a path through at least two points; pass --alphas (e.g. 0,0.05,...,1) "
+                        "or an --alpha0 other than --alpha1")
+    return s
+
+
+def pairs_of(s) -> list:
+    """The (alpha0, alpha1) pairs ``s`` asks for, in the order of the results rows."""
+    if s.alphas:
+        return [(point_key((a,))[0], point_key((1.0 - a,))[0]) for a in s.alphas]
+    return [(point_key((s.alpha0,))[0], point_key((s.alpha1,))[0])]
+
+
+def curve_summary(alphas: list, values: dict, dl: list) -> dict:
+    """``curve_length``, ``curve_points`` and ``curve_<quantity>_<min|max|avg|int>`` along the path
+    through ``alphas`` (sorted), ``values[q]`` one value per alpha, ``dl`` the distances between
+    consecutive points (dnn-mode-connectivity's ``eval_curve.py``)."""
+    out = {"curve_length": float(sum(dl)), "curve_points": len(alphas)}
+    for q in CURVE_QUANTITIES:
+        out.update({f"curve_{q}_{k}": v for k, v in path_stats(values[q], dl).items()})
+    return out
+
+
+def print_curve(alphas: list, values: dict, summary: dict, out=None) -> None:
+    """dnn-mode-connectivity's tables: one line per point, then start, end, min, max, avg, int."""
+    out = out or sys.stdout
+    print(f"{'alpha':>8} " + " ".join(f"{q:>10}" for q in CURVE_QUANTITIES), file=out)
+    for i, a in enumerate(alphas):
+        print(f"{a:>8.4f} " + " ".join(f"{values[q][i]:>10.4f}" for q in CURVE_QUANTITIES), file=out)
+    print(f"length {summary['curve_length']:.4f} over {len(alphas)} points (alpha {_fmt(alphas[0])} to {_fmt(alphas[-1])})", file=out)
+    print(f"{'':>10} " + " ".join(f"{k:>8}" for k in ("start", "end", "min", "max", "avg", "int")), file=out)
+    for q in CURVE_QUANTITIES:
+        cells = [values[q][0], values[q][-1]] + [summary[f"curve_{q}_{k}"] for k in ("min", "max", "avg", "int")]
+        print(f"{q:>10} " + " ".join(f"{c:>8.4f}" for c in cells), file=out)
+
+
 @TRAINERS.register
 class EvalOneDimSubspaces(Trainer):
     """Evaluates a line or curve checkpoint (``--resume CKPT --pretrained --epochs 0``) at one pair
@@ -59,9 +114,11 @@ class EvalOneDimSubspaces(Trainer):
     trains = False
     takes_endpoints = True  # --init-endpoints A,B with LinesConv: the straight line between two networks
 
+    own_settings = ("curve_stats",)
+
     @classmethod
     def adjust_settings(cls, s):
-        return check_endpoint_settings(s, trains=False)
+        return check_curve_stats(check_endpoint_settings(s, trains=False))
 
     def check(self, models: list) -> None:
         super().check(models)
@@ -74,31 +131,32 @@ class EvalOneDimSubspaces(Trainer):
 
     def pairs(self) -> list:
         """The (alpha0, alpha1) pairs to evaluate, in the order of the results rows."""
-        s = self.settings
-        if s.alphas:
-            return [(point_key((a,))[0], point_key((1.0 - a,))[0]) for a in s.alphas]
-        return [(point_key((s.alpha0,))[0], point_key((s.alpha1,))[0])]
+        return pairs_of(self.settings)
 
     def test(self, ctx: RunContext, epoch: int) -> TestResult:
         s = self.settings
         pairs = self.pairs()
         # Late-bound so that tests can count the recomputes through this module's update_bn.
-        ev = Evaluator(s, ctx, ctx.models[0], lambda loader, model, device: update_bn(loader, model, device))
+        ev = Evaluator(s, ctx, ctx.models[0], lambda loader, model, device: update_bn(loader, model, device, s.bn_weighting))
         uses = Counter(a for pair in pairs for a in pair)
         results: dict = {}
+        along: dict = {}  # --curve-stats: alpha -> (train nll, train err, test nll, test err)
         # A point's outputs are kept until its last pair is done; pairs (a, 1-a) and (1-a, a) share
         # both points, so visiting them together keeps at most two points in memory.
         for i in sorted(range(len(pairs)), key=lambda i: (min(pairs[i]), i)):
             a0, a1 = pairs[i]
-            p1 = ev.outputs((a1,), s.update_bn)
-            p0 = ev.outputs((a0,), s.update_bn)
+            p1 = self._point(ev, a1, along)
+            p0 = self._point(ev, a0, along)
             results[i] = pair_metrics(p1, p0, s.ensemble_mode)
             for a in (a0, a1):
                 uses[a] -= 1
                 if uses[a] == 0:
                     ev.release((a,), s.update_bn)
+        curve = self._curve(ctx, along) if s.curve_stats else {}
         for i, (a0, a1) in enumerate(pairs):
             acc, m = results[i]
+            if s.curve_stats:
+                m.update(train_nll=along[a1][0], train_err=along[a1][1], m0_train_nll=along[a0][0], m0_train_err=along[a0][1], **curve)
             ctx.log_scalar("eval/acc", acc, i)
             ctx.log_scalar("eval/ensemble_acc", m["ensemble_acc"], i)
         if not s.alphas:
@@ -108,3 +166,22 @@ class EvalOneDimSubspaces(Trainer):
             for i, (a0, a1) in enumerate(pairs)
         ]
         return TestResult(rows[0].acc1, rows[0].metrics, rows)
+
+    def _point(self, ev: Evaluator, a: float, along: dict):
+        """The test outputs at alpha ``a``; with ``--curve-stats`` also its train loss and error,
+        taken while the model is set up at ``a`` (no second BatchNorm recompute)."""
+        s = self.settings
+        p = ev.outputs((a,), s.update_bn)
+        if s.curve_stats and a not in along:
+            train = ev.scores((a,), s.update_bn, split="train")
+            along[a] = (*train, F.cross_entropy(p.logits, p.targets).item(), (p.logits.argmax(1) != p.targets).double().mean().item())
+        return p
+
+    def _curve(self, ctx: RunContext, along: dict) -> dict:
+        """dnn-mode-connectivity's summary along the points in alpha order, printed; its columns."""
+        alphas = sorted(along)
+        values = {q: [along[a][k] for a in alphas] for k, q in enumerate(CURVE_QUANTITIES)}
+        summary = curve_summary(alphas, values, path_distances(unwrap(ctx.models[0]), [(a,) for a in alphas]))
+        if ctx.world.main:
+            print_curve(alphas, values, summary)
+        return summary

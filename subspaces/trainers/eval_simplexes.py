@@ -35,6 +35,10 @@ class EvalSimplexes(Trainer):
     kinds = ("simplex",)
     trains = False
 
+    @classmethod
+    def recomputes_bn(cls, settings) -> bool:
+        return True  # at the centre, always
+
     def check(self, models: list) -> None:
         super().check(models)
         if not self.settings.resume:
@@ -44,7 +48,7 @@ class EvalSimplexes(Trainer):
         s = self.settings
         net = unwrap(ctx.models[0])
         coeffs = subspace_coefficients(net)
-        ev = Evaluator(s, ctx, ctx.models[0], lambda loader, model, device: update_bn(loader, model, device))
+        ev = Evaluator(s, ctx, ctx.models[0], lambda loader, model, device: update_bn(loader, model, device, s.bn_weighting))
         centre = ev.outputs(coeffs.centre(), True)
         vertices = [ev.outputs(coeffs.vertex(i), s.update_bn) for i in range(coeffs.num_tensors)]
 

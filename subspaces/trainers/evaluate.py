@@ -17,7 +17,7 @@ import torch.nn as nn
 
 from subspaces.modes import set_point
 from subspaces.utils.errors import UserError
-from subspaces.utils.evaluation import CachedBatches, Predictions, predict
+from subspaces.utils.evaluation import CachedBatches, Predictions, loss_and_error, predict
 from subspaces.utils.metrics import classification_metrics, ensemble_metrics
 from subspaces.utils.modules import unwrap
 
@@ -26,6 +26,21 @@ from .base import RunContext, Trainer
 # The epoch whose shuffle and augmentation the BatchNorm batches of an evaluation use: fixed, so
 # that a single-pair run and a grid run (or two runs of one checkpoint) draw the same batches.
 EVAL_BN_EPOCH = 0
+
+
+def bn_batches_seed(settings, trainer_cls: type, checkpoints: Sequence[dict]) -> int:
+    """The ``--seed`` whose training batches (epoch :data:`EVAL_BN_EPOCH`) an evaluation recomputes
+    BatchNorm statistics over: the checkpoint's own training seed when an evaluation trainer
+    evaluates one checkpoint, so that its numbers do not depend on the evaluation's ``--seed``
+    (which keeps its own draws: SWAG samples, simplex points) and an exported point
+    (``subspaces.modes.export --update-bn``, which uses the checkpoint's seed) scores exactly as
+    the subspace there; else (several checkpoints, ``--init-endpoints``, training, a checkpoint
+    without settings) the run's ``--seed``."""
+    if trainer_cls.trains or len(checkpoints) != 1 or settings.init_endpoints:
+        return settings.seed
+    saved = (checkpoints[0].get("settings") or {}).get("seed")
+    return settings.seed if saved is None else int(saved)
+
 
 BNUpdate = Callable[[object, nn.Module, torch.device], None]
 
@@ -90,6 +105,19 @@ class Evaluator:
                                                   amp=s.amp, channels_last=s.channels_last)
         return self._cache[(state, split)]
 
+    def scores(self, point: Optional[Sequence[float]], recompute_bn: bool, split: str = "test") -> tuple:
+        """``(mean cross-entropy, error rate)`` at ``point`` over the test set or, with
+        ``split="train"``, over the BatchNorm batches; without keeping the logits (a training set's
+        may not fit in memory). Kept until :meth:`release`."""
+        state = (point_key(point), bool(recompute_bn))
+        key = (state, split, "scores")
+        if key not in self._cache:
+            s = self.settings
+            self._prepare(state)
+            loader = self.batches.test if split == "test" else self.batches.bn
+            self._cache[key] = loss_and_error(self.model, loader, self.ctx.device, amp=s.amp, channels_last=s.channels_last)
+        return self._cache[key]
+
     def _prepare(self, state: tuple) -> None:
         """Set the point and its BatchNorm statistics, unless the model is already set up so."""
         if state == self._current:
@@ -108,6 +136,7 @@ class Evaluator:
         state = (point_key(point), bool(recompute_bn))
         for split in ("test", "train"):
             self._cache.pop((state, split), None)
+            self._cache.pop((state, split, "scores"), None)
 
     @torch.no_grad()
     def _restore_buffers(self) -> None:

@@ -22,7 +22,7 @@ from subspaces.utils.errors import UserError
 from subspaces.utils.modules import unwrap
 
 from .base import TRAINERS, Trainer
-from .eval_one_dim_subspaces import EvalOneDimSubspaces
+from .eval_one_dim_subspaces import EvalOneDimSubspaces, check_curve_stats
 
 
 @TRAINERS.register
@@ -32,7 +32,7 @@ class LinestatsSWA(EvalOneDimSubspaces):
     name = "linestats_swa"
     kinds = ("standard",)
     models_from_checkpoints = True  # the two endpoints, one per state dict
-    own_settings = ("t", "baset")
+    own_settings = ("t", "baset", "curve_stats")
 
     @classmethod
     def adjust_settings(cls, s):
@@ -42,7 +42,7 @@ class LinestatsSWA(EvalOneDimSubspaces):
             s = replace(s, alpha1=s.t)
         if s.baset is not None:
             s = replace(s, alpha0=s.baset)
-        return replace(s, update_bn=True)
+        return check_curve_stats(replace(s, update_bn=True))
 
     def check(self, models: list) -> None:
         Trainer.check(self, models)  # two standard networks, not a line

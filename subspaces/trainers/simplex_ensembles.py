@@ -55,7 +55,7 @@ class SimplexEnsembles(Trainer):
         preds = []
         for _ in range(s.num_models):
             sample_and_set(layers, coeffs, gen, s.layerwise)
-            ev = Evaluator(s, ctx, ctx.models[0], lambda loader, m, device: update_bn(loader, m, device), batches)
+            ev = Evaluator(s, ctx, ctx.models[0], lambda loader, m, device: update_bn(loader, m, device, s.bn_weighting), batches)
             preds.append(ev.outputs(None, True))
         acc, metrics = ensemble_result(preds, s.ensemble_mode)
         ctx.log_scalar("test/acc", acc, epoch)

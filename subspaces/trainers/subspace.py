@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import torch
 
-from subspaces.modes import conv_layers, cosine_regulariser, endpoint_pair, endpoint_stats, sample_and_set, set_point, subspace_coefficients, subspace_layers
+from subspaces.modes import (cosine_regulariser, endpoint_pair, endpoint_stats, regularised_tensors, sample_and_set, set_point,
+    subspace_coefficients, subspace_layers)
 from subspaces.modes.convert import fix_endpoints, load_endpoints
 from subspaces.modes.modules import coefficients_of, get_layer_type
 from subspaces.utils.bn import update_bn
@@ -24,11 +25,19 @@ class _EpochState(EpochState):
     def __init__(self, net, seed: int, epoch: int, rank: "int | None" = None):
         super().__init__()
         self.layers = subspace_layers(net)
-        self.convs = conv_layers(net)
+        self.tensors = regularised_tensors(net)  # what Eq. 3 runs over
         self.coefficients = subspace_coefficients(net)
         # One generator per epoch, derived from (seed, epoch): a resumed run draws the same points.
         # (--point-per-rank: one per DDP rank; otherwise every rank draws the same points.)
         self.generator = make_generator(seed, epoch, "points", *(() if rank is None else (rank,)))
+
+
+def check_regulariser(s, net) -> None:
+    """Eq. 3 (``--beta`` > 0) needs tensors to run over (:func:`subspaces.modes.regularised_tensors`):
+    refused at setup, in one line, for a model that has none."""
+    if s.beta > 0 and not regularised_tensors(net):
+        raise UserError(f"--beta {s.beta} turns on Eq. 3, which runs over subspace convolution, linear or attention weights, "
+                        f"and this model has none; pass --beta 0 (or make those layers subspace layers)")
 
 
 def check_endpoint_settings(s, trains: bool):
@@ -76,7 +85,8 @@ class SubspaceTrainer(Trainer):
     """Algorithm 1: each batch (or each of ``--num-samples`` parts of it) trains a random point
     of the subspace — one for the whole net, or one per layer with ``--layerwise`` — and every
     endpoint is updated (all but the fixed ones with ``--fix-endpoints``); ``--beta`` > 0 adds the
-    cosine regulariser of Eq. 3."""
+    cosine regulariser of Eq. 3 over :func:`subspaces.modes.regularised_tensors` (a conv net's conv
+    weights; a model without convolutions, its linear and attention weights)."""
 
     takes_endpoints = True
 
@@ -84,12 +94,22 @@ class SubspaceTrainer(Trainer):
     def adjust_settings(cls, s):
         return check_endpoint_settings(s, trains=True)
 
+    @classmethod
+    def recomputes_bn(cls, settings) -> bool:
+        return settings.train_update_bn  # at the midpoint before each test
+
     def prepare_models(self, models: list) -> None:
         prepare_endpoints(self.settings, models)
 
+    def check(self, models: list) -> None:
+        super().check(models)
+        check_regulariser(self.settings, unwrap(models[0]))
+
     def begin_epoch(self, ctx: RunContext, epoch: int) -> _EpochState:
         rank = ctx.world.rank if self.settings.point_per_rank and ctx.world.size > 1 else None
-        return _EpochState(unwrap(ctx.models[0]), self.settings.seed, epoch, rank)
+        net = unwrap(ctx.models[0])
+        check_regulariser(self.settings, net)  # for callers that skip check()
+        return _EpochState(net, self.settings.seed, epoch, rank)
 
     def loss(self, ctx: RunContext, st: _EpochState, x: torch.Tensor, y: torch.Tensor) -> tuple:
         s, model = self.settings, ctx.models[0]
@@ -109,7 +129,7 @@ class SubspaceTrainer(Trainer):
             out = torch.cat(outs)
         if s.beta > 0:
             i, j = endpoint_pair(st.coefficients.num_tensors, st.generator)
-            loss = loss + s.beta * cosine_regulariser(st.convs, i, j)
+            loss = loss + s.beta * cosine_regulariser(st.tensors, i, j)
         return loss, out
 
     def evaluate_centre(self, ctx: RunContext, epoch: int, recompute_bn: bool) -> tuple:
@@ -119,7 +139,7 @@ class SubspaceTrainer(Trainer):
         coeffs = subspace_coefficients(net)
         set_point(net, coeffs.centre())
         if recompute_bn:
-            update_bn(ctx.data.bn_loader, model, ctx.device)  # unwraps a compiled model itself
+            update_bn(ctx.data.bn_loader, model, ctx.device, self.settings.bn_weighting)  # unwraps a compiled model itself
         acc, metrics = test_metrics(self.settings, ctx, model, epoch)
         cossim, l2 = endpoint_stats(net)
         ctx.log_scalar("test/norm", l2, epoch)

@@ -38,6 +38,7 @@ from .default import DefaultTrainer, test_metrics
 from .evaluate import EvalBatches
 
 MAX_ANNEAL_EPOCHS = 10  # SWALR's default annealing length
+VAR_CLAMP = 1e-30  # swa_gaussian's var_clamp: the smallest variance of SWAG's diagonal
 
 
 def swa_start_epoch(settings) -> int:
@@ -118,24 +119,33 @@ class SWAGStatistics:
         return stats
 
     @torch.no_grad()
-    def sample(self, mean: dict, scale: float, generator: torch.Generator) -> dict:
-        """One draw ``w = mean + sqrt(scale) * (sqrt(var) * z1 + D^T z2 / sqrt(K - 1))`` (SWAG's
-        ``sample(scale, cov=True)``), ``var = clamp(sq_mean - mean^2, 1e-30)``, ``D`` the K held
-        deviation columns, ``z1 ~ N(0, I)`` per weight and ``z2 ~ N(0, I_K)`` shared by the whole
-        network. ``scale = 0.5`` is the SWAG paper's ``1/sqrt(2)`` factor on both terms.
+    def sample(self, mean: dict, scale: float, generator: torch.Generator, cov: str = "lowrank") -> dict:
+        """One draw from SWAG's Gaussian (:meth:`draw`), its normal draws ``z2 ~ N(0, I_K)`` (shared by
+        the whole network; ``cov="lowrank"`` only) then ``z1 ~ N(0, I)`` parameter by parameter in
+        ``mean``'s order, on the CPU from ``generator`` (so a draw is the same on every device)."""
+        z2 = torch.randn(self.num_columns, generator=generator, dtype=torch.float32) if cov == "lowrank" else None
+        z1 = {name: torch.randn(m.shape, generator=generator, dtype=torch.float32) for name, m in mean.items()}
+        return self.draw(mean, scale, z1, z2)
 
-        Draws ``z2`` first, then ``z1`` parameter by parameter in ``mean``'s order, on the CPU
-        from ``generator`` (so a draw is the same on every device).
+    @torch.no_grad()
+    def draw(self, mean: dict, scale: float, z1: dict, z2: "torch.Tensor | None") -> dict:
+        """``w = mean + sqrt(scale) * (sqrt(var) * z1 + D^T z2 / sqrt(rank - 1))`` for given normal
+        draws: swa_gaussian's ``SWAG.sample(scale, cov=True)``; with ``z2=None`` its diagonal-only
+        ``sample(scale, cov=False)``, ``w = mean + sqrt(scale) * sqrt(var) * z1``.
+
+        As in swa_gaussian: ``var = clamp(sq_mean - mean^2, 1e-30)`` (its ``var_clamp``); ``D`` the
+        deviation columns held (at most ``rank``), divided by ``sqrt(rank - 1)`` -- the rank asked
+        for (its ``max_num_models``), also when fewer columns were collected; ``scale = 0.5`` is the
+        SWAG paper's ``1/sqrt(2)`` factor on both terms.
         """
-        k = self.num_columns
-        z2 = torch.randn(k, generator=generator, dtype=torch.float32)
         out = {}
         for name, m in mean.items():
-            var = (self.sq_mean[name].to(m.device) - m.pow(2)).clamp_min(1e-30)
-            z1 = torch.randn(m.shape, generator=generator, dtype=torch.float32).to(m.device, m.dtype)
-            dev = self.deviations[name].to(m.device)
-            low_rank = torch.tensordot(z2.to(m.device, m.dtype), dev, dims=1) / math.sqrt(k - 1)
-            out[name] = m + math.sqrt(scale) * (var.sqrt() * z1 + low_rank)
+            var = (self.sq_mean[name].to(m.device) - m.pow(2)).clamp_min(VAR_CLAMP)
+            noise = var.sqrt() * z1[name].to(m.device, m.dtype)
+            if z2 is not None:
+                dev = self.deviations[name].to(m.device)
+                noise = noise + torch.tensordot(z2.to(m.device, m.dtype), dev, dims=1) / math.sqrt(self.rank - 1)
+            out[name] = m + math.sqrt(scale) * noise
         return out
 
 
@@ -169,6 +179,10 @@ class SWATrainer(DefaultTrainer):
         if bad or len(set(snapshots)) != len(snapshots):
             raise UserError(f"--swa-save-epochs {','.join(map(str, snapshots))} must be distinct epochs in 1..{s.epochs} (--epochs)")
         return replace(s, trainswa=True, num_models=max(s.num_models, 2 + len(snapshots)))
+
+    @classmethod
+    def recomputes_bn(cls, settings) -> bool:
+        return True  # the average's statistics, at every test
 
     def check(self, models: list) -> None:
         super().check(models)
@@ -239,6 +253,6 @@ class SWATrainer(DefaultTrainer):
         if n == 0:
             return TestResult(acc0, {"swa_acc": None, **m0, **metrics})
         # The average's BatchNorm statistics, recomputed over the training data (fixed batches).
-        update_bn(EvalBatches(ctx.data, cache_bn=False).bn, ctx.models[1], ctx.device)
+        update_bn(EvalBatches(ctx.data, cache_bn=False).bn, ctx.models[1], ctx.device, s.bn_weighting)
         acc, m = test_metrics(s, ctx, ctx.models[1], epoch, prefix="test")
         return TestResult(acc, {"swa_acc": acc, **m, **metrics})

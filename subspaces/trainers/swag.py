@@ -3,13 +3,15 @@
 Train with ``--trainswa --swag-rank K`` (``trainers/swa.py`` collects the second moment and the
 last K deviations at every averaging epoch); then ``--trainer swag --resume <that checkpoint>``
 draws ``--swag-samples S`` networks from SWAG's Gaussian (``--swag-scale``, default 0.5: the SWAG
-paper's ``1/sqrt(2)``), recomputes each one's BatchNorm statistics over the training set, and
-reports the Bayesian model average -- the mean of the S networks' predicted probabilities:
-``curr_acc1``, ``nll``, ``ece`` (20 bins), ``brier``, ``test_loss`` -- with the SWA mean's own
-``swa_acc/nll/ece/brier`` (BatchNorm recomputed too), each sample's accuracy averaged
-(``avg_model_acc``, ``avg_model_std``), and ``swag_samples``, ``swag_scale``, ``swag_rank`` (the
-deviation columns held), ``swag_n`` (averaged epochs). Draws come from ``make_generator(seed,
-"swag")``, so ``--seed`` fixes them.
+paper's ``1/sqrt(2)``; ``--swag-cov lowrank``, the default, or ``diag``: swa_gaussian's
+``sample(cov=True)`` and ``sample(cov=False)``, see :meth:`SWAGStatistics.draw`), recomputes each
+one's BatchNorm statistics over the training set, and reports the Bayesian model average -- the
+mean of the S networks' predicted probabilities: ``curr_acc1``, ``nll``, ``ece`` (20 bins),
+``brier``, ``test_loss`` -- with the SWA mean's own ``swa_acc/nll/ece/brier`` (BatchNorm recomputed
+too), each sample's accuracy averaged (``avg_model_acc``, ``avg_model_std``), and
+``swag_samples``, ``swag_scale``, ``swag_cov``, ``swag_rank`` (the deviation columns held; fewer
+than the training run's ``--swag-rank`` is warned about in one line), ``swag_n`` (averaged
+epochs). Draws come from ``make_generator(seed, "swag")``, so ``--seed`` fixes them.
 
 The original's ``swag`` trainer drew one network from N snapshots (the low-rank term with every
 snapshot as a column); this is SWAG proper, as the SWAG paper and its code do it.
@@ -17,6 +19,7 @@ snapshot as a column); this is SWAG proper, as the SWAG paper and its code do it
 from __future__ import annotations
 
 import statistics
+import sys
 
 import torch
 
@@ -43,7 +46,7 @@ class SWAGTrainer(Trainer):
     kinds = ("standard",)
     trains = False
     models_from_checkpoints = True  # the SWA checkpoint's models: [SGD network, SWA mean, ...]
-    own_settings = ("swag_samples", "swag_scale")
+    own_settings = ("swag_samples", "swag_scale", "swag_cov")
 
     @classmethod
     def adjust_settings(cls, s):
@@ -60,6 +63,11 @@ class SWAGTrainer(Trainer):
         if self.stats.num_columns < 2:
             raise UserError(f"checkpoint {paths[0]} has averaged {self.stats.n} epoch(s); SWAG needs at least 2: "
                             f"pass a checkpoint from later in the run")
+        k, rank = self.stats.num_columns, self.stats.rank
+        if k < rank and self.settings.swag_cov == "lowrank":
+            print(f"warning: {paths[0]} holds {k} deviation columns, fewer than its --swag-rank {rank}; the low-rank term is "
+                  f"divided by sqrt({rank} - 1) as swa_gaussian does (sqrt({k} - 1) would make it {((rank - 1) / (k - 1)) ** 0.5:.2f}x larger): "
+                  f"average at least {rank} epochs for the full rank", file=sys.stderr)
 
     def assemble(self, models: list, build) -> list:
         if len(models) < 2:
@@ -71,7 +79,7 @@ class SWAGTrainer(Trainer):
 
     def test(self, ctx: RunContext, epoch: int) -> TestResult:
         s = self.settings
-        bn = lambda loader, m, device: update_bn(loader, m, device)  # noqa: E731
+        bn = lambda loader, m, device: update_bn(loader, m, device, s.bn_weighting)  # noqa: E731
         batches = EvalBatches(ctx.data)
         mean_model, sample_model = ctx.models
         swa = point_metrics(Evaluator(s, ctx, mean_model, bn, batches).outputs(None, True), "swa_")
@@ -80,7 +88,7 @@ class SWAGTrainer(Trainer):
         gen = make_generator(s.seed, "swag")
         probs, accs = None, []
         for _ in range(s.swag_samples):
-            set_weights(unwrap(sample_model), self.stats.sample(mean, s.swag_scale, gen))
+            set_weights(unwrap(sample_model), self.stats.sample(mean, s.swag_scale, gen, s.swag_cov))
             p = Evaluator(s, ctx, sample_model, bn, batches).outputs(None, True)
             accs.append(point_metrics(p)["acc"])
             probs = p.probs if probs is None else probs + p.probs
@@ -89,7 +97,7 @@ class SWAGTrainer(Trainer):
         metrics = {
             **bma, "test_loss": bma["nll"], **swa,
             "avg_model_acc": statistics.fmean(accs), "avg_model_std": statistics.pstdev(accs),
-            "swag_samples": s.swag_samples, "swag_scale": s.swag_scale, "swag_rank": self.stats.num_columns, "swag_n": self.stats.n,
+            "swag_samples": s.swag_samples, "swag_scale": s.swag_scale, "swag_cov": s.swag_cov, "swag_rank": self.stats.num_columns, "swag_n": self.stats.n,
         }
         ctx.log_scalar("test/acc", acc, epoch)
         ctx.log_scalar("test/loss", bma["nll"], epoch)

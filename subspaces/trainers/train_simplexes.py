@@ -13,6 +13,10 @@ class SimplexTrainer(SubspaceTrainer):
     name = "train_simplexes"
     kinds = ("simplex",)
 
+    @classmethod
+    def recomputes_bn(cls, settings) -> bool:
+        return True  # at the centre, always
+
     def test(self, ctx: RunContext, epoch: int) -> TestResult:
         acc, metrics, cossim, l2 = self.evaluate_centre(ctx, epoch, True)
         ctx.log_scalar("test/wa_acc", acc, epoch)

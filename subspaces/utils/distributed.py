@@ -120,18 +120,20 @@ def gather_batches(outputs: list, n_batches: int) -> list:
 
 
 @torch.no_grad()
-def average_bn_statistics(model: nn.Module, local_batches: int) -> None:
-    """Make every rank's BatchNorm running statistics the cumulative average over all ranks'
-    batches (each rank averaged its own ``local_batches`` batches): weights = batch counts."""
+def average_bn_statistics(model: nn.Module, local_batches: int, local_weight: "float | None" = None) -> None:
+    """Make every rank's BatchNorm running statistics the weighted average over all ranks (each
+    rank averaged its own ``local_batches`` batches): weights = ``local_weight`` (the batch count,
+    or the sample count for a per-sample average), default the batch count."""
     if current().size == 1:
         return
-    total = all_sum([local_batches])[0]
+    weight = local_batches if local_weight is None else local_weight
+    total_batches, total = all_sum([local_batches, weight])
     for m in model.modules():
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
             for buf in (m.running_mean, m.running_var):
-                buf.mul_(local_batches / total)
+                buf.mul_(weight / total)
                 dist.all_reduce(buf)
-            m.num_batches_tracked.fill_(int(total))
+            m.num_batches_tracked.fill_(int(total_batches))
 
 
 def wrap(models: list, device: torch.device, world: World) -> list:

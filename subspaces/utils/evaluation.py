@@ -79,6 +79,26 @@ def predict(
     )
 
 
+@torch.no_grad()
+def loss_and_error(model: nn.Module, loader: Iterable, device: torch.device, amp: str = "none", channels_last: bool = False) -> tuple:
+    """``(mean cross-entropy, error rate)`` of ``model`` in eval mode over ``loader``, summed batch
+    by batch on the device (no logits kept: a training set's may not fit in memory). Under DDP each
+    rank runs its share of the batches and the sums are added."""
+    was_training = model.training
+    model.eval()
+    forward = unwrap(model) if distributed.current().size > 1 else model
+    sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, errors, samples
+    for x, y in distributed.shard(loader):
+        x, y = to_device(x, device, channels_last), y.to(device, non_blocking=True)
+        with autocast(device, amp):
+            out = forward(x).float()
+        sums += torch.stack([torch.nn.functional.cross_entropy(out, y, reduction="sum").double(),
+                             (out.argmax(1) != y).sum().double(), torch.tensor(float(len(y)), dtype=torch.float64, device=device)])
+    model.train(was_training)
+    loss, errors, n = distributed.all_sum(sums.tolist())
+    return loss / max(n, 1.0), errors / max(n, 1.0)
+
+
 # Batches held in memory by CachedBatches at most (beyond this, the loader is replayed instead).
 CACHE_MAX_BYTES = 2 * 1024**3
 

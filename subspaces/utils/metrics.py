@@ -148,3 +148,14 @@ def pairwise_stats(logits: Sequence[torch.Tensor], targets: torch.Tensor, featur
         out["feat_cossim_plain"] = mean([feature_cossim(features[i], features[j], squared=False) for i, j in pairs])
         out["feat_cossim_sq"] = mean([feature_cossim(features[i], features[j]) for i, j in pairs])
     return out
+
+
+def path_stats(values: Sequence[float], dl: Sequence[float]) -> dict:
+    """dnn-mode-connectivity's ``stats`` of a quantity along a path: ``min``, ``max``, ``avg`` (the
+    plain mean over the points) and ``int``, the length-weighted mean by the trapezoid rule,
+    ``sum_i (v_i + v_{i+1}) / 2 * dl_i / sum_i dl_i`` with ``dl_i`` the distance between points i
+    and i + 1 (NaN for a path of length 0, as its 0/0)."""
+    v = [float(x) for x in values]
+    length = float(sum(dl))
+    trapezoid = sum(0.5 * (a + b) * d for a, b, d in zip(v, v[1:], dl))
+    return {"min": min(v), "max": max(v), "avg": sum(v) / len(v), "int": trapezoid / length if length > 0 else float("nan")}
