@@ -114,3 +114,10 @@ def test_the_wheel_holds_every_subpackage_and_no_top_level_scripts(tmp_path):
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     for script in SCRIPTS:
         assert script in text
+
+
+def test_the_package_puts_nothing_on_sys_path():
+    """No module of the package edits sys.path (one that put subspaces/ there would make its
+    utils/ and data/ importable as top-level `utils` and `data` again)."""
+    offenders = [str(p.relative_to(ROOT)) for p in (ROOT / "subspaces").rglob("*.py") if "sys.path" in p.read_text()]
+    assert not offenders
