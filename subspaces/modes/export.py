@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -29,6 +28,7 @@ import torch
 from subspaces.args import floats, program_name
 from subspaces.utils.checkpoint import count_non_finite, load_checkpoint, load_model_state, save_checkpoint
 from subspaces.utils.errors import UserError
+from subspaces.utils.io import check_new_file
 
 from .coefficients import Coefficients, SimplexCoefficients
 from .convert import plain_state_dict
@@ -68,21 +68,6 @@ def _in_channels(s, state_dict: dict) -> int:
     return 3
 
 
-def check_out(checkpoint: "str | Path", out: Path, force: bool = False) -> None:
-    """Refuse an ``--out`` the export cannot or must not write, before anything is computed: a
-    folder, a path under a file, the input checkpoint itself (by any path or symlink), or an
-    existing file unless ``force``."""
-    if out.is_dir():
-        raise UserError(f"--out {out} is a folder; pass a file name such as {out / 'net.pt'}")
-    above = next((p for p in out.parents if os.path.lexists(p)), None)
-    if above is not None and not above.is_dir():
-        raise UserError(f"--out {out} is under {above}, which is a file, not a folder; pass a path in a folder")
-    if out.exists() and Path(checkpoint).expanduser().exists() and os.path.samefile(out, Path(checkpoint).expanduser()):
-        raise UserError(f"--out {out} is the input checkpoint {checkpoint}: the export would replace the trained subspace; pass another file name")
-    if os.path.lexists(out) and not force:
-        raise UserError(f"--out {out} exists; pass another file name, or --force to replace it")
-
-
 def export_point(checkpoint: "str | Path", point: Sequence[float], out: "str | Path", update_bn: bool = False,
                  data: Optional[str] = None, device: str = "cpu", force: bool = False) -> Path:
     """Write the plain network at ``point`` of the subspace in ``checkpoint`` to ``out`` (atomically).
@@ -90,8 +75,8 @@ def export_point(checkpoint: "str | Path", point: Sequence[float], out: "str | P
     ``point``: an alpha for a line or curve, barycentric coordinates for a simplex. ``update_bn``
     recomputes the BatchNorm statistics at the point over the training set of the checkpoint's
     data set (``data`` overrides its folder). Returns ``out``. Bad input raises UserError before
-    anything is written: see :func:`check_out` for the ``out`` refused (``force`` replaces an existing
-    file), and a point whose weights or statistics are not finite is not written.
+    anything is written: see :func:`subspaces.utils.io.check_new_file` for the ``out`` refused
+    (``force`` replaces an existing file), and a point whose weights or statistics are not finite is not written.
     """
     from subspaces import data as datasets
     from subspaces import main
@@ -100,7 +85,7 @@ def export_point(checkpoint: "str | Path", point: Sequence[float], out: "str | P
     from subspaces.utils.bn import update_bn as recompute
 
     out = Path(out).expanduser()
-    check_out(checkpoint, out, force)
+    check_new_file(out, [checkpoint], force)  # the input (a trained subspace) is never replaced
     ckpt = load_checkpoint(checkpoint, "subspaces-export CKPT")
     if not ckpt.get("settings"):
         raise UserError(f"{checkpoint} records no settings (not written by main.py --save?); export needs its model and layer types")
