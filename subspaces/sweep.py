@@ -208,8 +208,8 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
     add("--force", action="store_true", help="rerun runs that already finished")
     add("--smoke", action="store_true",
         help="check the config quickly: 1 epoch of Digits with a tiny model, results under <results root>-smoke; "
-             f"an explicit --log-dir must be new or empty (it is then marked by a {SMOKE_MARKER} file) or a smoke root "
-             "already: smoke rows never land among real results, and real runs refuse a smoke root")
+             f"an explicit --log-dir must hold no results.csv yet (it is then marked by a {SMOKE_MARKER} file) or be a smoke "
+             "root already: smoke rows never land among real results, and real runs refuse a smoke root")
     add("--quiet", action="store_true", help="one line per run; the runs' own output goes to <results root>/sweep.log "
         "(with --parallel K > 1 it always goes to <results root>/logs/, with --launcher slurm to <results root>/slurm/)")
     add("--keep-checkpoints", action="store_true",
@@ -548,12 +548,12 @@ def execute(runs: Sequence[Run], cfg: Config) -> list:
 
 
 def check_results_root(cfg: Config) -> None:
-    """Keep smoke rows and real results apart: a ``--smoke`` sweep writes only into a new or empty
-    results root (which it marks with :data:`SMOKE_MARKER`) or a marked one; a real sweep refuses a
-    marked root. Dry runs check but write nothing."""
+    """Keep smoke rows and real results apart: a ``--smoke`` sweep writes only into a results root
+    that holds no results yet (which it marks with :data:`SMOKE_MARKER`) or a marked one; a real
+    sweep refuses a marked root. Dry runs check but write nothing."""
     root, marker = cfg.log_root, cfg.log_root / SMOKE_MARKER
     if cfg.smoke:
-        if root.is_dir() and not marker.exists() and any(root.iterdir()):
+        if not marker.exists() and (any(root.glob("results.csv")) or any(root.glob("*/results.csv"))):
             raise UserError(f"--smoke would write test rows into {root}, which holds other results; pass a new --log-dir "
                             f"(or leave it out: smoke results go to <results root>-smoke)")
         if not cfg.dry_run and not marker.exists():
