@@ -273,6 +273,16 @@ def test_a_malformed_checkpoint_is_refused_before_the_run_folder(trained, tmp_pa
     assert not (tmp_path / "log").exists()
 
 
+def test_resuming_a_checkpoint_of_nan_weights_is_refused(trained, tmp_path, capsys):
+    """Checkpoints written before the finite check existed may hold NaN weights: training from them is refused."""
+    ck = load_checkpoint(trained / "a+try=0" / "epoch_1_iter_3.pt")
+    next(v for v in ck["state_dicts"][0].values() if v.is_floating_point()).fill_(float("nan"))
+    save_checkpoint(tmp_path / "nan.pt", ck)
+    assert cli(TINY + ["--epochs", 2, "--save", "--log-dir", tmp_path / "log", "--name", "r", "--resume", tmp_path / "nan.pt"]) == 2
+    assert "holds 1 tensors with NaN or infinite values" in one_error_line(capsys)
+    assert not (tmp_path / "log").exists()
+
+
 # --- flags accepted and ignored, numbers that are not numbers ---------------------------------------------
 
 
