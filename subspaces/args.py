@@ -265,6 +265,17 @@ def _finite(flag: str, v: float, ok: bool, need: str) -> None:
         raise UserError(f"{flag} {v} {need}")
 
 
+def _check_finite(s: Settings) -> None:
+    """Every float flag (and every item of a list of floats) is a finite number: ``nan`` and ``inf``
+    compare false with every bound, so the range checks below would let them through or misname them."""
+    for f in fields(Settings):
+        value = getattr(s, f.name)
+        for v in value if isinstance(value, tuple) else (value,):
+            if isinstance(v, float) and not math.isfinite(v):
+                default = "" if f.default is None else f" (default: {f.default})"
+                raise UserError(f"--{f.name.replace('_', '-')} {v} is not a finite number; pass a number{default}")
+
+
 def _check_name(name: str) -> None:
     """The run folder ``<log-dir>/<name>+try=<i>`` must be one folder inside the log folder."""
     seps = {"/", os.sep} | ({os.altsep} if os.altsep else set())
@@ -282,6 +293,7 @@ def check_values(s: Settings) -> None:
     Needs neither data nor a model: checks that depend on the data set (``--output-size`` against
     its number of classes) or on the trainer live in ``main.check_settings``.
     """
+    _check_finite(s)
     _finite("--width-mult", s.width_mult, s.width_mult > 0, "must be positive (1 is the model's own width)")
     if s.compile_mode != "default" and not s.compile:
         raise UserError(f"--compile-mode {s.compile_mode} sets how --compile compiles; pass --compile too")

@@ -30,12 +30,13 @@ from subspaces.trainers.base import Stopped, check_bn_weighting, check_own_setti
 from subspaces.trainers.evaluate import bn_batches_seed
 from subspaces.trainers.loop import Progress, fit
 from subspaces.utils import distributed
-from subspaces.utils.checkpoint import as_float, check_same_architecture, load_checkpoint, load_model_state
-from subspaces.utils.errors import UserError
+from subspaces.utils.checkpoint import as_float, check_same_architecture, count_non_finite, load_checkpoint, load_model_state, tensors_of
+from subspaces.utils.errors import Diverged, UserError
 from subspaces.utils.memory import keep_freed_memory
 from subspaces.utils.optim import OPTIMIZERS, get_optimizer
 from subspaces.utils.results import append_rows, check_log_dir
-from subspaces.utils.run_folder import RunFolder
+from subspaces.utils.resume import DATA_DEFAULTS, Resumed, check_architecture
+from subspaces.utils.run_folder import RunFolder, continued_folder, resume_file
 from subspaces.utils.schedulers import get_schedule
 from subspaces.utils.seed import seed_everything
 
@@ -131,6 +132,9 @@ def _check_world(s: Settings, processes: int) -> None:
     """What a run of several processes (torchrun, --multigpu) needs of the flags."""
     processes = max(processes, len(s.multigpu or ()))
     if processes <= 1:
+        if s.point_per_rank:
+            raise UserError("--point-per-rank gives each DDP process its own point, but this run has one process; "
+                            "start it with torchrun --nproc-per-node N (or --multigpu 0,1), or drop --point-per-rank")
         return
     if s.batch_size % processes:
         raise UserError(f"--batch-size {s.batch_size} is the global batch, split over {processes} processes; pass a multiple of {processes}")
@@ -208,16 +212,23 @@ def build_model(s: Settings, data) -> nn.Module:
     )
 
 
-def load_resume(s: Settings) -> tuple:
+def load_resume(s: Settings, check_layers: bool = True) -> tuple:
     """Load the ``--resume`` checkpoints; returns ``(checkpoints, [(path, state_dict), ...])``.
 
-    A checkpoint whose saved layer types differ from the flags fails here, naming the flags to use.
+    A checkpoint whose saved layer types differ from the flags fails here (``check_layers``; a
+    resumed run checks all its architecture flags instead, see :func:`resume_settings`), naming the
+    flags to use. A training run refuses a checkpoint of NaN or infinite weights.
     """
     ckpts, state_dicts = [], []
+    trains = TRAINERS.get(s.trainer).trains
     for path in s.resume or ():
         ckpt = load_checkpoint(path)
         saved = ckpt.get("settings") or {}
-        for flag in ("conv_type", "bn_type"):
+        bad = count_non_finite(tensors_of(ckpt["state_dicts"])) if trains else 0
+        if bad:
+            raise UserError(f"checkpoint {path} holds {bad} tensors with NaN or infinite values (saved after training diverged); "
+                            "resume from an earlier checkpoint of the run, with a lower --lr")
+        for flag in ("conv_type", "bn_type") if check_layers else ():
             if saved.get(flag) not in (None, getattr(s, flag)):
                 raise UserError(
                     f"checkpoint {path} was trained with --{flag.replace('_', '-')} {saved[flag]}, not {getattr(s, flag)}; "
@@ -226,6 +237,21 @@ def load_resume(s: Settings) -> tuple:
         ckpts.append(ckpt)
         state_dicts += [(path, sd) for sd in ckpt["state_dicts"]]
     return ckpts, state_dicts
+
+
+def resume_settings(s: Settings) -> tuple:
+    """``(settings, checkpoints, state dicts, Resumed or None)``: the ``--resume`` checkpoints loaded
+    (a run folder stands for its ``last.pt``) and, when the run continues a training run, the
+    architecture flags checked against (or taken from) the checkpoint's settings."""
+    if s.resume:
+        s = replace(s, resume=tuple(resume_file(p) for p in s.resume))
+    if not (s.resume and not s.pretrained and TRAINERS.get(s.trainer).trains):
+        return (s, *load_resume(s), None)
+    ckpts, state_dicts = load_resume(s, check_layers=False)
+    s, resumed = check_architecture(s, ckpts[0], s.resume[0])
+    if set(resumed.adopted) - set(DATA_DEFAULTS):
+        s = check_flags(s)  # what the adopted flags imply (--n, the trainer's settings)
+    return s, ckpts, state_dicts, resumed
 
 
 def fit_model_count(s: Settings, trainer_cls: type, state_dicts: list) -> Settings:
@@ -327,8 +353,8 @@ def run(s: Settings) -> RunSummary:
     device = resolve_device(s, world)
     setup_process(s, device, world)
     s = replace(s, device=str(device))  # the data sets that live on the device follow this rank's
+    s, ckpts, state_dicts, resumed = resume_settings(s)
     trainer_cls = TRAINERS.get(s.trainer)
-    ckpts, state_dicts = load_resume(s)
     data = datasets.get_dataset(replace(s, seed=bn_batches_seed(s, trainer_cls, ckpts)))
     s = with_data_defaults(s, data)
     s = fit_model_count(s, trainer_cls, state_dicts)
@@ -340,8 +366,9 @@ def run(s: Settings) -> RunSummary:
     start = start_position(s, trainer, ckpts, progress)
     optimizers = make_optimizers(s, nets, trainer, ckpts)
     run_models = place_models(s, nets, device, world)
-    with RunFolder(s, world.main) as folder, stop_on_sigterm(trainer.trains) as stop:
-        save = folder.checkpointer(nets, optimizers, trainer, progress, len(data.train_loader))
+    folder_of_run, record = continuation(s, resumed, data, world.main)
+    with RunFolder(s, world.main, folder_of_run, record) as folder, stop_on_sigterm(trainer.trains) as stop, warn_unsaved(s, world.main):
+        save = folder.checkpointer(nets, optimizers, trainer, progress, len(data.train_loader), resumed.path if resumed else None)
         ctx = RunContext(
             run_models, optimizers, data, nn.CrossEntropyLoss(label_smoothing=s.label_smoothing or 0.0), device,
             folder.writer, save, torch.amp.GradScaler(device.type) if s.amp == "fp16" else None,
@@ -349,9 +376,45 @@ def run(s: Settings) -> RunSummary:
             timer_due=checkpoint_timer(s), world=world,
         )
         trainer.init(ctx)
-        fit(trainer, ctx, start, get_schedule(s.lr_policy, s), progress, save)
+        try:
+            fit(trainer, ctx, start, get_schedule(s.lr_policy, s), progress, save)
+        except Diverged as e:
+            raise Diverged(f"{e}; {save.good_hint()}") from None
     rows = write_results(s, folder, progress, device)
     return RunSummary(progress.curr_acc1, progress.best_acc1, progress.train_loss, progress.metrics, folder.path, folder.name, rows)
+
+
+def continuation(s: Settings, resumed: Optional[Resumed], data, main_rank: bool) -> tuple:
+    """``(folder or None, record)``: the run folder a resumed run continues in (None: a new one) and
+    what its settings.txt records of the resume; prints the resume's notes once."""
+    if resumed is None:
+        return None, {}
+    folder, why = continued_folder(s, resumed.path) if main_rank else (None, "")
+    if main_rank:
+        for line in resumed.notes(s, data) + ([f"resume: {why}"] if why else []):
+            print(line, file=sys.stderr)
+    return folder, resumed.record(s)
+
+
+# A run that writes nothing (no --save, no --save-data) says so once it has run this long.
+UNSAVED_WARNING_S = 180.0
+
+
+@contextlib.contextmanager
+def warn_unsaved(s: Settings, main_rank: bool = True):
+    """Warn once, on a timer (no cost to the steps), when a run that keeps nothing runs for minutes."""
+    if s.save or s.save_data or not main_rank:
+        yield
+        return
+    timer = threading.Timer(UNSAVED_WARNING_S, lambda: print(
+        f"warning: this run has gone {UNSAVED_WARNING_S / 60:g} minutes and will write nothing (no --save or --save-data): "
+        "no checkpoint, no results row; stop it and rerun with --save to keep them", file=sys.stderr, flush=True))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def checkpoint_timer(s: Settings):

@@ -13,8 +13,10 @@ to :func:`execute`, which
   one line naming the training config to run first.
 
 A run is matched to its earlier attempts (``<name>+try=<i>/``) by name and by the settings in
-their ``settings.txt``, so a config edited to change, say, the epochs starts a new run instead of
-skipping or resuming the old one. ``--force`` reruns everything.
+their ``settings.txt`` (or, where that cannot be read, in their checkpoints; a folder that cannot
+be read at all stops the sweep), so a config edited to change, say, the epochs starts a new run
+instead of skipping or resuming the old one. An interrupted run continues in its own folder.
+``--force`` reruns everything.
 """
 from __future__ import annotations
 
@@ -32,8 +34,10 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
 from subspaces.args import Settings, floats, ints, replace  # the list parsers of main.py's flags
+from subspaces.utils.checkpoint import load_checkpoint
 from subspaces.utils.errors import UserError
 from subspaces.utils.results import read_results
+from subspaces.utils.run_folder import CHECKPOINT_RE, checkpoint_files, refresh_last
 
 # The folder that holds the ``subspaces`` package: a Slurm job puts it on its PYTHONPATH, so a job
 # imports this same code whether the package is installed or run from a clone.
@@ -152,6 +156,7 @@ class Config:
     quiet: bool = False
     keep_checkpoints: bool = False
     launch: Launch = Launch()
+    smoke: bool = False
 
     def log_dir(self, family: str) -> str:
         """The folder (and results.csv) of one family of runs."""
@@ -202,7 +207,9 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
     add("--dry-run", action="store_true", help="list the runs and whether each is done, resumable or new; run nothing")
     add("--force", action="store_true", help="rerun runs that already finished")
     add("--smoke", action="store_true",
-        help="check the config quickly: 1 epoch of Digits with a tiny model, results under <results root>-smoke")
+        help="check the config quickly: 1 epoch of Digits with a tiny model, results under <results root>-smoke; "
+             f"an explicit --log-dir must hold no results.csv yet (it is then marked by a {SMOKE_MARKER} file) or be a smoke "
+             "root already: smoke rows never land among real results, and real runs refuse a smoke root")
     add("--quiet", action="store_true", help="one line per run; the runs' own output goes to <results root>/sweep.log "
         "(with --parallel K > 1 it always goes to <results root>/logs/, with --launcher slurm to <results root>/slurm/)")
     add("--keep-checkpoints", action="store_true",
@@ -271,6 +278,9 @@ def make_launch(o: dict, smoke: bool = False) -> Launch:
     return launch
 
 
+# The file that marks a results root as a --smoke one.
+SMOKE_MARKER = "SMOKE.txt"
+
 SMOKE_SETTINGS = dict(set="Digits", model="DigitsConvNet", model_name=None, output_size=None, width_mult=0.25,
                       epochs=1, warmup_length=0, batch_size=128, test_batch_size=256, workers=0, test_freq=None)
 
@@ -317,6 +327,7 @@ def make_config(setup: DataSetup, ns: Optional[argparse.Namespace] = None, **ove
         quiet=bool(get("quiet")),
         keep_checkpoints=bool(get("keep_checkpoints")),
         launch=launch,
+        smoke=bool(get("smoke")),
     )
 
 
@@ -344,17 +355,13 @@ def run_cli(runs: Callable[[Config], Iterable[Run]], setup: DataSetup, doc: str 
 
 # --- finding earlier attempts -------------------------------------------------------------------
 
-_CKPT = re.compile(r"epoch_(\d+)_iter_(\d+)\.pt$")
+_CKPT = CHECKPOINT_RE
 
 
 def checkpoints(run_dir: Path) -> list:
-    """``[(epoch, iter, path)]`` of the checkpoints in a run folder, oldest first."""
-    out = []
-    for p in run_dir.glob("epoch_*_iter_*.pt"):
-        m = _CKPT.search(p.name)
-        if m:
-            out.append((int(m.group(1)), int(m.group(2)), p))
-    return sorted(out)
+    """The :class:`subspaces.utils.run_folder.CheckpointFile` s of a run folder, oldest first (a
+    ``_mid`` checkpoint after an epoch's first step comes after that epoch's start)."""
+    return checkpoint_files(run_dir)
 
 
 def _normalise(s: Settings) -> Settings:
@@ -387,8 +394,32 @@ def same_run(saved: dict, s: Settings, ignore: frozenset = NOT_IDENTITY) -> bool
     return True
 
 
-def attempts(s: Settings, ignore: frozenset = NOT_IDENTITY) -> list:
-    """``[(i, folder)]`` of the earlier attempts ``<log_dir>/<name>+try=<i>/`` of the run ``s``."""
+def recorded_settings(run_dir: Path) -> tuple:
+    """``(settings dict or None, why)``: what a run folder records of its run: its settings.txt, or
+    where that is unreadable (or not a dict) the settings its newest readable checkpoint holds."""
+    try:
+        saved = json.loads((run_dir / "settings.txt").read_text(encoding="utf-8"))
+        why = "" if isinstance(saved, dict) else f"settings.txt holds {type(saved).__name__ if saved is not None else 'null'}, not settings"
+    except (OSError, ValueError) as e:
+        saved, why = None, f"settings.txt cannot be read ({e.strerror if isinstance(e, OSError) else 'not JSON'})"
+    if not why:
+        return saved, ""
+    for ck in reversed(checkpoints(run_dir)):
+        try:
+            found = load_checkpoint(ck.path).get("settings")
+        except UserError:
+            continue
+        if isinstance(found, dict):
+            return found, ""
+    return None, why
+
+
+def attempts(s: Settings, ignore: frozenset = NOT_IDENTITY, strict: bool = True) -> list:
+    """``[(i, folder)]`` of the earlier attempts ``<log_dir>/<name>+try=<i>/`` of the run ``s``.
+
+    A folder whose settings cannot be read (settings.txt nor checkpoints) but that holds checkpoints
+    or a results row might be this run: ``strict`` raises a one-line UserError naming it, rather
+    than train a second copy; otherwise it is left out (and left alone)."""
     root = Path(s.log_dir).expanduser()
     if not root.is_dir():
         return []
@@ -398,9 +429,11 @@ def attempts(s: Settings, ignore: frozenset = NOT_IDENTITY) -> list:
         m = pattern.match(d.name)
         if not (m and d.is_dir()):
             continue
-        try:
-            saved = json.loads((d / "settings.txt").read_text())
-        except (OSError, ValueError):
+        saved, why = recorded_settings(d)
+        if saved is None:
+            if strict and (checkpoints(d) or has_row(read_results(root / "results.csv"), s.name, int(m.group(1)))):
+                raise UserError(f"run folder {d} cannot be read: {why}, and no checkpoint in it records settings, so it may "
+                                f"hold this very run; restore its settings.txt (the JSON of main.py --save) or move the folder out of {root}")
             continue
         if same_run(saved, s, ignore):
             found.append((int(m.group(1)), d))
@@ -418,7 +451,7 @@ def final_checkpoint(s: Settings) -> Optional[Path]:
     """The final checkpoint of the newest finished attempt of the training run ``s``, or None."""
     s = _normalise(s)
     for _, d in reversed(attempts(s)):
-        final = [p for e, _, p in checkpoints(d) if e == s.epochs]
+        final = [c.path for c in checkpoints(d) if c.epoch == s.epochs and not c.mid]
         if final:
             return final[-1]
     return None
@@ -454,24 +487,25 @@ def plan(run: Run, cfg: Config) -> Plan:
     rows = read_results(Path(s.log_dir) / "results.csv")
     with_row = [d for i, d in tries if has_row(rows, s.name, i)]
     # Any checkpoint but the initialisation: epoch boundaries and mid-epoch ones (--save-iters, timed).
-    ckpts = [(e, it, i, p) for i, d in tries for e, it, p in checkpoints(d) if (e, it) != (0, 0) and e <= s.epochs]
+    ckpts = [(c, i) for i, d in tries for c in checkpoints(d) if not c.initialisation and c.epoch <= s.epochs]
     # Finished: a results row, and (for training) a final checkpoint -- in the same attempt, or in
     # two when a run stopped between saving its last checkpoint and writing its row and was resumed.
-    if with_row and (not s.save or any(e == s.epochs for e, *_ in ckpts)):
+    if with_row and (not s.save or any(c.epoch == s.epochs for c, _ in ckpts)):
         return Plan("skip", s, f"done ({with_row[-1].name})")
     if ckpts and (not run.needs or run.needs_as != "resume") and s.save:
-        e, _, _, p = max(ckpts)
-        return Plan("resume", replace(s, resume=(str(p),), pretrained=False), f"resume from epoch {e}")
+        newest, _ = max(ckpts)
+        return Plan("resume", replace(s, resume=(str(newest.path),), pretrained=False), f"resume from epoch {newest.epoch}")
     return Plan("new", s, "new")
 
 
 def prune(s: Settings) -> None:
     """Delete the intermediate checkpoints of a finished training run (all its attempts); the
-    initialisation and the final checkpoint stay, as the original keeps them."""
-    for _, d in attempts(s):
-        for e, it, p in checkpoints(d):
-            if (e, it) != (0, 0) and e < s.epochs:
-                p.unlink(missing_ok=True)
+    initialisation and the final checkpoint stay, as the original keeps them; ``last.pt`` follows."""
+    for _, d in attempts(s, strict=False):
+        for c in checkpoints(d):
+            if not c.initialisation and c.epoch < s.epochs:
+                c.path.unlink(missing_ok=True)
+        refresh_last(d)
 
 
 # --- running ------------------------------------------------------------------------------------
@@ -496,6 +530,7 @@ def execute(runs: Sequence[Run], cfg: Config) -> list:
 
     from subspaces import launch
 
+    check_results_root(cfg)
     if cfg.launch.launcher == "slurm":
         if cfg.dry_run:  # planned here, on a login node without the jobs' GPUs
             return _execute([launch.on_this_node(r) for r in runs], cfg)
@@ -510,6 +545,22 @@ def execute(runs: Sequence[Run], cfg: Config) -> list:
         return _execute(runs, cfg)
     finally:
         torch.set_num_threads(threads)
+
+
+def check_results_root(cfg: Config) -> None:
+    """Keep smoke rows and real results apart: a ``--smoke`` sweep writes only into a results root
+    that holds no results yet (which it marks with :data:`SMOKE_MARKER`) or a marked one; a real
+    sweep refuses a marked root. Dry runs check but write nothing."""
+    root, marker = cfg.log_root, cfg.log_root / SMOKE_MARKER
+    if cfg.smoke:
+        if not marker.exists() and (any(root.glob("results.csv")) or any(root.glob("*/results.csv"))):
+            raise UserError(f"--smoke would write test rows into {root}, which holds other results; pass a new --log-dir "
+                            f"(or leave it out: smoke results go to <results root>-smoke)")
+        if not cfg.dry_run and not marker.exists():
+            root.mkdir(parents=True, exist_ok=True)
+            marker.write_text("This results root holds --smoke runs (1 epoch, tiny model): not results to report.\n")
+    elif marker.exists():
+        raise UserError(f"{root} holds --smoke runs ({marker}); pass another --log-dir for real runs (or delete {root})")
 
 
 def check_blocked(runs: Sequence[Run], plans: Sequence[Plan]) -> None:

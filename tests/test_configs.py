@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -152,7 +153,7 @@ def test_an_interrupted_run_continues_from_its_last_checkpoint(tmp_path):
     cfg = _lines_cfg(tmp_path, epochs=3, keep_checkpoints=True).with_(checkpoint_every=1)
     (first,) = execute(list(mod.runs(cfg)), cfg)
     run_dir = first.run_dir
-    assert [p.name for p in sorted(run_dir.glob("*.pt"))] == [f"epoch_{e}_iter_{e * 12}.pt" for e in range(4)]
+    assert [p.name for p in sorted(run_dir.glob("epoch_*.pt"))] == [f"epoch_{e}_iter_{e * 12}.pt" for e in range(4)]
     expected = load_checkpoint(run_dir / "epoch_3_iter_36.pt")["state_dicts"][0]
 
     # "Interrupt" it after epoch 2: no final checkpoint and no results row.
@@ -160,14 +161,17 @@ def test_an_interrupted_run_continues_from_its_last_checkpoint(tmp_path):
     csv = tmp_path / "one-dimensional-subspaces" / "results.csv"
     csv.unlink()
     (second,) = execute(list(mod.runs(cfg.with_(keep_checkpoints=False))), cfg.with_(keep_checkpoints=False))
-    assert second.name.endswith("+try=1")
+    assert second.run_dir == run_dir and second.name.endswith("+try=0")  # continued in its own folder
     saved = json.loads((second.run_dir / "settings.txt").read_text())
     assert saved["resume"] == [str(run_dir / "epoch_2_iter_24.pt")] and saved["pretrained"] is False
+    assert saved["resumed_from"] == str(run_dir / "epoch_2_iter_24.pt") and saved["changed_on_resume"] == {}
+    assert "resume:" not in (tmp_path / "sweep.log").read_text()  # the same settings: nothing to say
     got = load_checkpoint(second.run_dir / "epoch_3_iter_36.pt")["state_dicts"][0]
     assert all(torch.allclose(got[k].float(), expected[k].float(), atol=1e-5) for k in expected)
-    assert len(read_results(csv)) == 1
+    assert [r["Name"] for r in read_results(csv)] == [run_dir.name]
     # Finished: the intermediate checkpoints are gone, the initialisation and the last stay.
-    assert sorted(p.name for p in tmp_path.rglob("*.pt")) == ["epoch_0_iter_0.pt", "epoch_3_iter_36.pt"]
+    assert sorted(p.name for p in tmp_path.rglob("epoch_*.pt")) == ["epoch_0_iter_0.pt", "epoch_3_iter_36.pt"]
+    assert os.readlink(run_dir / "last.pt") == "epoch_3_iter_36.pt"
 
 
 def test_a_run_stopped_before_writing_its_row_is_finished_once(tmp_path):
@@ -176,9 +180,9 @@ def test_a_run_stopped_before_writing_its_row_is_finished_once(tmp_path):
     (first,) = execute(list(mod.runs(cfg)), cfg)
     (tmp_path / "one-dimensional-subspaces" / "results.csv").unlink()  # final checkpoint, no row
     (second,) = execute(list(mod.runs(cfg)), cfg)  # only tests the final checkpoint, writes the row
-    assert second.curr_acc1 == pytest.approx(first.curr_acc1) and not list(second.run_dir.glob("*.pt"))
+    assert second.curr_acc1 == pytest.approx(first.curr_acc1) and second.run_dir == first.run_dir  # in its own folder
     assert execute(list(mod.runs(cfg)), cfg) == []
-    assert len(read_results(tmp_path / "one-dimensional-subspaces" / "results.csv")) == 1
+    assert [r["Name"] for r in read_results(tmp_path / "one-dimensional-subspaces" / "results.csv")] == [first.run_dir.name]
 
 
 def test_changed_settings_make_a_new_run_and_force_reruns(tmp_path):

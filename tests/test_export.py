@@ -106,3 +106,36 @@ def test_bad_files(tmp_path, capsys):
     with pytest.raises(UserError, match="is a folder"):
         export_point(line, [0.5], tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["line.pt", "std.pt"]
+
+
+def test_export_never_overwrites_its_input_or_an_existing_file(tmp_path, capsys, monkeypatch):
+    line = fresh_ckpt(tmp_path / "line.pt", "LinesConv", "LinesBN")
+    before = line.read_bytes()
+    (tmp_path / "alias.pt").symlink_to(line)
+    (tmp_path / "some_file").write_text("notes")
+    real_load, loads = export_mod.load_checkpoint, []
+    monkeypatch.setattr(export_mod, "load_checkpoint", lambda *a: loads.append(a) or real_load(*a))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "hard.pt").hardlink_to(line)
+    refused = [(line, "is one of the inputs"), ("line.pt", "is one of the inputs"), (tmp_path / "alias.pt", "is one of the inputs"),
+               (tmp_path / "hard.pt", "is one of the inputs"), (tmp_path / "some_file" / "net.pt", "which is a file"), (tmp_path / "some_file", "exists; pass another file name, or --force")]
+    for out, expect in refused:
+        for force in ([], ["--force"]) if "exists" not in expect else ([],):
+            assert export_mod.main([str(line), "--point", "0.5", "--out", str(out), *force]) == 2
+            err = capsys.readouterr().err.strip().splitlines()
+            assert len(err) == 1 and expect in err[0], err
+    assert export_mod.main([str(line), "--point", "0.5", "--out", str(tmp_path / "some_file"), "--force"]) == 0
+    assert line.read_bytes() == before and (tmp_path / "alias.pt").is_symlink()
+    assert loads == [(str(line), "subspaces-export CKPT")]  # only the --force export of some_file got that far
+    assert load_checkpoint(tmp_path / "some_file")["settings"]["conv_type"] == "StandardConv"  # --force replaced it
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alias.pt", "hard.pt", "line.pt", "some_file"]
+
+
+def test_export_refuses_non_finite_weights(tmp_path):
+    line = fresh_ckpt(tmp_path / "line.pt", "LinesConv", "LinesBN")
+    ck = load_checkpoint(line)
+    ck["state_dicts"][0]["convs.0.weight1"][0] = float("nan")
+    save_checkpoint(line, ck)
+    with pytest.raises(UserError, match="tensors with NaN or infinite values"):
+        export_point(line, [0.5], tmp_path / "p.pt")
+    assert not (tmp_path / "p.pt").exists()

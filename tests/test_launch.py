@@ -154,10 +154,10 @@ def test_a_requeued_job_resumes_from_its_newest_checkpoint(tmp_path):
     assert isinstance(again, submitit.helpers.DelayedSubmission) and again.function is job
     again = pickle.loads(pickle.dumps(again))  # submitit pickles it for the requeued job
     assert again.result()["status"] == "done"
-    resumed = tmp_path / "one-dimensional-subspaces" / (first.run_dir.name.replace("+try=0", "+try=1"))
+    resumed = first.run_dir  # the run continues in its own folder
     saved = json.loads((resumed / "settings.txt").read_text())
     assert saved["resume"] == [str(first.run_dir / "epoch_1_iter_12.pt")] and saved["pretrained"] is False
-    assert not (resumed / "epoch_0_iter_0.pt").exists() and (resumed / "epoch_2_iter_24.pt").exists()
+    assert (resumed / "epoch_2_iter_24.pt").exists() and not (resumed.parent / resumed.name.replace("+try=0", "+try=1")).exists()
     assert len(read_results(tmp_path / "one-dimensional-subspaces" / "results.csv")) == 1
 
 

@@ -156,11 +156,13 @@ def test_corrupt_and_foreign_checkpoints(tmp_path, capsys):
     evil = tmp_path / "evil.pt"
     torch.save({"state_dicts": [], "x": os.system}, evil)
     _bad(tmp_path, ["--set", "Digits", "--epochs", "1", "--resume", evil], capsys, "corrupt")
-    # A line checkpoint loaded into a standard model: the layer types are named in the error.
+    # A line checkpoint's weights loaded into a standard model: the layer types are named in the error.
+    # (A resume without --pretrained takes layer types left at their defaults from the checkpoint:
+    # test_never_lose.py::test_resume_takes_defaulted_architecture_flags_and_reports_changes.)
     assert run(FAST + ["--conv-type", "LinesConv", "--bn-type", "LinesBN", "--trainer", "train_one_dim_subspaces", "--epochs", "1", "--log-dir", tmp_path / "ok", "--name", "l"]) == 0
     line_ck = _final_ckpt(tmp_path / "ok" / "l+try=0")
     capsys.readouterr()
-    _bad(tmp_path, ["--set", "Digits", "--epochs", "1", "--resume", line_ck], capsys, "--conv-type LinesConv")
+    _bad(tmp_path, ["--set", "Digits", "--epochs", "1", "--resume", line_ck, "--pretrained"], capsys, "--conv-type LinesConv")
     # A checkpoint of another architecture (no settings inside): the key mismatch is reported.
     ck = torch.load(line_ck, weights_only=True)
     foreign = tmp_path / "foreign.pt"
@@ -207,7 +209,8 @@ def test_checkpoint_writes_are_atomic(tmp_path, monkeypatch):
     from subspaces.utils import checkpoint
 
     def boom(obj, f, *a, **k):
-        Path(f).write_bytes(b"partial")
+        f.write(b"partial")  # save_checkpoint hands torch.save an open file (so a full disk is an OSError)
+        f.flush()
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(checkpoint.torch, "save", boom)
@@ -231,9 +234,10 @@ def test_results_header_grows_with_new_columns(tmp_path):
 
 def test_save_iters_and_save_epochs_write_checkpoints(tmp_path):
     assert run(FAST + ["--epochs", "3", "--save-iters", "3,15", "--save-epochs", "2", "--log-dir", tmp_path, "--name", "c"]) == 0
-    names = {p.name for p in (tmp_path / "c+try=0").glob("*.pt")}
+    names = {p.name for p in (tmp_path / "c+try=0").glob("epoch_*.pt")}
     # the initialisation, the two iterations (12 batches per epoch), epoch 2, the last
     assert names == {"epoch_0_iter_0.pt", "epoch_0_iter_3.pt", "epoch_1_iter_15.pt", "epoch_2_iter_24.pt", "epoch_3_iter_36.pt"}
+    assert os.readlink(tmp_path / "c+try=0" / "last.pt") == "epoch_3_iter_36.pt"
     assert all(torch.load(tmp_path / "c+try=0" / n, weights_only=True)["settings"]["name"] == "c+try=0" for n in names)
 
 

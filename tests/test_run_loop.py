@@ -20,6 +20,7 @@ from subspaces.trainers import TestResult as Result
 from subspaces.trainers.default import test_metrics as metrics_of
 from subspaces.utils.checkpoint import load_checkpoint
 from subspaces.utils.results import read_results
+from subspaces.utils.run_folder import checkpoint_files
 from tests.helpers import cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,12 +35,8 @@ def subprocess_main(argv, **kw) -> subprocess.Popen:
 
 
 def checkpoints(run_dir: Path) -> list:
-    """(epoch, iter, path) of a run folder's checkpoints, oldest first."""
-    out = []
-    for p in run_dir.glob("epoch_*_iter_*.pt"):
-        _, e, _, it = p.stem.split("_")
-        out.append((int(e), int(it), p))
-    return sorted(out)
+    """(epoch, iter, path) of a run folder's checkpoints, oldest first (a ``_mid`` one after its epoch's start)."""
+    return [(c.epoch, c.iter, c.path) for c in checkpoint_files(run_dir)]
 
 
 def final_state(run_dir: Path) -> dict:

@@ -27,8 +27,9 @@ from typing import Optional, Sequence
 import torch
 
 from subspaces.args import floats, program_name
-from subspaces.utils.checkpoint import load_checkpoint, load_model_state, save_checkpoint
+from subspaces.utils.checkpoint import count_non_finite, load_checkpoint, load_model_state, save_checkpoint
 from subspaces.utils.errors import UserError
+from subspaces.utils.io import check_new_file
 
 from .coefficients import Coefficients, SimplexCoefficients
 from .convert import plain_state_dict
@@ -69,14 +70,16 @@ def _in_channels(s, state_dict: dict) -> int:
 
 
 def export_point(checkpoint: "str | Path", point: Sequence[float], out: "str | Path", update_bn: bool = False,
-                 data: Optional[str] = None, device: str = "cpu", bn_weighting: str = "batch") -> Path:
+                 data: Optional[str] = None, device: str = "cpu", bn_weighting: str = "batch",
+                 force: bool = False) -> Path:
     """Write the plain network at ``point`` of the subspace in ``checkpoint`` to ``out`` (atomically).
 
     ``point``: an alpha for a line or curve, barycentric coordinates for a simplex. ``update_bn``
     recomputes the BatchNorm statistics at the point over the training set of the checkpoint's
     data set (``data`` overrides its folder), each batch or each sample weighing the same
     (``bn_weighting``, as ``--bn-weighting``). Returns ``out``. Bad input raises UserError before
-    anything is written.
+    anything is written: see :func:`subspaces.utils.io.check_new_file` for the ``out`` refused
+    (``force`` replaces an existing file), and a point whose weights or statistics are not finite is not written.
     """
     from subspaces import data as datasets
     from subspaces import main
@@ -85,8 +88,7 @@ def export_point(checkpoint: "str | Path", point: Sequence[float], out: "str | P
     from subspaces.utils.bn import update_bn as recompute
 
     out = Path(out).expanduser()
-    if out.is_dir():
-        raise UserError(f"--out {out} is a folder; pass a file name such as {out / 'net.pt'}")
+    check_new_file(out, [checkpoint], force)  # the input (a trained subspace) is never replaced
     ckpt = load_checkpoint(checkpoint, "subspaces-export CKPT")
     if not ckpt.get("settings"):
         raise UserError(f"{checkpoint} records no settings (not written by main.py --save?); export needs its model and layer types")
@@ -106,11 +108,16 @@ def export_point(checkpoint: "str | Path", point: Sequence[float], out: "str | P
         bundle.set_epoch(EVAL_BN_EPOCH)  # the batches an --update-bn evaluation recomputes over
         net.to(device)
         recompute(bundle.bn_loader, net, torch.device(device), bn_weighting)
+    plain = {k: v.cpu() for k, v in plain_state_dict(net).items()}
+    bad = count_non_finite(plain.values())
+    if bad:
+        raise UserError(f"the network at --point {_fmt(point)} of {checkpoint} has {bad} tensors with NaN or infinite values "
+                        "(the checkpoint's weights, or its BatchNorm statistics there); export a checkpoint saved before training diverged")
     plain_settings = replace(s, conv_type="StandardConv", bn_type="StandardBN", trainer="default", n=-1, init_endpoints=None,
                              fix_endpoints=False, name=f"{s.name}+point={_fmt(point)}", epochs=0)
     payload = {
         "epoch": 0, "iter": 0, "arch": s.model,
-        "state_dicts": [{k: v.cpu() for k, v in plain_state_dict(net).items()}],
+        "state_dicts": [plain],
         "optimizers": [], "best_acc1": 0.0, "curr_acc1": 0.0,  # not evaluated, as an initialisation checkpoint
         "settings": plain_settings.to_dict(),
         "exported_from": {"checkpoint": str(checkpoint), "point": [float(v) for v in point], "update_bn": bool(update_bn),
@@ -126,7 +133,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("checkpoint", help="a checkpoint of a line, curve or simplex (main.py --save)")
     p.add_argument("--point", type=floats, required=True, metavar="POINT",
                    help="alpha in [0, 1] for a line or curve; n barycentric coordinates summing to 1 for a simplex")
-    p.add_argument("--out", required=True, help="the checkpoint file to write")
+    p.add_argument("--out", required=True, help="the checkpoint file to write (a new file; never the input)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists (never the input checkpoint)")
     p.add_argument("--update-bn", action="store_true", help="recompute BatchNorm statistics at the point over the training set")
     p.add_argument("--bn-weighting", choices=("batch", "sample"), default="batch",
                    help="with --update-bn: every batch (the original's, default) or every sample weighs the same, as --bn-weighting of main.py")
@@ -136,7 +144,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if ns.bn_weighting != "batch" and not ns.update_bn:
             raise UserError(f"--bn-weighting {ns.bn_weighting} weighs the batches of --update-bn's recompute; pass --update-bn too")
-        out = export_point(ns.checkpoint, ns.point, ns.out, ns.update_bn, ns.data, ns.device, ns.bn_weighting)
+        out = export_point(ns.checkpoint, ns.point, ns.out, ns.update_bn, ns.data, ns.device, ns.bn_weighting, ns.force)
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from subspaces.modes import subspace_coefficients
 from subspaces.utils import distributed
 from subspaces.utils.distributed import World
-from subspaces.utils.errors import UserError
+from subspaces.utils.errors import Diverged, UserError
 from subspaces.utils.evaluation import autocast, to_device
 from subspaces.utils.modules import unwrap
 from subspaces.utils.registry import Registry
@@ -64,10 +64,6 @@ class Position:
     batch: int = 0
     loss_sum: float = 0.0
     rng: dict = field(default_factory=dict)
-
-
-class Diverged(UserError):
-    """The training loss became NaN or infinite: the run stops without saving the bad weights."""
 
 
 class Stopped(Exception):
@@ -325,7 +321,7 @@ def check_finite(value: float, epoch: int, first: int, last: int) -> None:
     steps = f"step {last + 1}" if first >= last else f"steps {first + 1}-{last + 1}"
     raise Diverged(
         f"the training loss became {value} at epoch {epoch + 1}, {steps}; "
-        f"the run stopped and kept its last good checkpoint: lower --lr (or add --warmup-length, or --amp none)"
+        f"the run stopped: lower --lr (or add --warmup-length, or --amp none)"
     )
 
 

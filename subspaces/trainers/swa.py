@@ -157,7 +157,7 @@ class SWATrainer(DefaultTrainer):
 
     name = "swa"
     kinds = ("standard",)
-    own_settings = ("swag_rank",)
+    own_settings = ("swag_rank", "swa_save_epochs")
 
     def __init__(self, settings):
         super().__init__(settings)

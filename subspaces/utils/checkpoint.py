@@ -8,7 +8,10 @@ from state dicts whose every key carries it.
 """
 from __future__ import annotations
 
+import math
+import numbers
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -36,8 +39,17 @@ def _numpy_scalar_globals() -> list:
 
 
 def save_checkpoint(path: "str | Path", payload: dict) -> None:
-    """Save ``payload`` to ``path`` atomically (temp file, then rename)."""
-    atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    """Save ``payload`` to ``path`` atomically (temp file, then rename).
+
+    ``torch.save`` writes through a Python file object: a full disk or a folder that turned
+    read-only then raises ``OSError`` with its errno (``ENOSPC``...), which callers turn into one
+    line, where writing to a path name raises an opaque ``RuntimeError`` from the zip writer."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            torch.save(payload, f)
+
+    atomic_write(path, write)
 
 
 def load_checkpoint(path: "str | Path", flag: str = "--resume") -> dict:
@@ -54,7 +66,104 @@ def load_checkpoint(path: "str | Path", flag: str = "--resume") -> dict:
         raise UserError(f"checkpoint {path} is corrupt or not a safe checkpoint ({first[:160]}); pass a checkpoint written by main.py --save") from None
     if not isinstance(ckpt, dict) or "state_dicts" not in ckpt:
         raise UserError(f"{path} is not a learning-subspaces checkpoint (no 'state_dicts'); pass a checkpoint written by main.py --save")
+    problem = malformed(ckpt)
+    if problem:
+        raise UserError(f"checkpoint {path} is malformed ({problem}); pass a checkpoint written by main.py --save, or an earlier one of the run")
     return ckpt
+
+
+def _count(value: object, least: int = 0, whole: bool = True) -> bool:
+    """A whole number (Python, NumPy or 0-d tensor; not a bool) >= ``least``, or any finite number."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1 and not value.is_complex():
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(float(value)):
+        return False
+    return (float(value).is_integer() and value >= least) if whole else True
+
+
+def _generator_problem(state: object) -> str:
+    """Why ``state`` is not a CPU generator state ``torch.Generator.set_state`` takes, or ""."""
+    if not isinstance(state, torch.Tensor) or state.dtype != torch.uint8:
+        return f"a {type(state).__name__}, not a uint8 tensor"
+    try:
+        torch.Generator().set_state(state)
+    except (RuntimeError, TypeError, ValueError) as e:
+        return str(e).strip().splitlines()[0][:120] if str(e).strip() else type(e).__name__
+    return ""
+
+
+def _rng_problem(rng: object) -> str:
+    """Why a mid-epoch checkpoint's ``rng`` (what ``trainers.base.rng_state`` saved; under DDP
+    ``{"ranks": [...]}``) cannot be restored, or ""."""
+    if not isinstance(rng, dict):
+        return f"'rng' is a {type(rng).__name__}, not a dict"
+    if "ranks" in rng:
+        ranks = rng["ranks"]
+        if not isinstance(ranks, list) or not ranks:
+            return "'rng' 'ranks' is not a list of generator states"
+        return next((p for p in map(_rng_problem, ranks) if p), "")
+    if "torch" not in rng:
+        return "'rng' has no 'torch' generator state"
+    for key in ("torch", "epoch"):
+        if key in rng and _generator_problem(rng[key]):
+            return f"'rng' '{key}' is not a generator state: {_generator_problem(rng[key])}"
+    cuda = rng.get("cuda", [])
+    if not isinstance(cuda, (list, tuple)) or not all(isinstance(t, torch.Tensor) and t.dtype == torch.uint8 for t in cuda):
+        return "'rng' 'cuda' is not a list of generator states"
+    return ""
+
+
+def malformed(ckpt: dict) -> str:
+    """What in a loaded checkpoint has the wrong type (so that resuming it would crash half-way,
+    after the run folder is made), or "". Checks every key this project or the original writes."""
+    sds = ckpt["state_dicts"]
+    if not isinstance(sds, list) or not all(isinstance(sd, dict) and all(isinstance(v, torch.Tensor) for v in sd.values()) for sd in sds):
+        return "'state_dicts' is not a list of state dicts"
+    if not isinstance(ckpt.get("optimizers", []), list) or not all(isinstance(o, dict) for o in ckpt.get("optimizers", [])):
+        return "'optimizers' is not a list of optimizer states"
+    for key in ("epoch", "iter", "batch"):
+        if key in ckpt and not _count(ckpt[key]):
+            return f"'{key}' is {ckpt[key]!r}, not a whole number >= 0"
+    for key in ("best_acc1", "curr_acc1", "loss_sum"):
+        if key in ckpt and not _count(ckpt[key], whole=False):
+            return f"'{key}' is {ckpt[key]!r}, not a finite number"
+    for key in ("settings", "trainer"):
+        if ckpt.get(key) is not None and not isinstance(ckpt[key], dict):
+            return f"'{key}' is a {type(ckpt[key]).__name__}, not a dict"
+    if "rng" in ckpt and ckpt.get("batch"):
+        return _rng_problem(ckpt["rng"])
+    return ""
+
+
+def tensors_of(tree: object) -> Iterable[torch.Tensor]:
+    """Every tensor in nested dicts, lists and tuples (state dicts, optimizer states)."""
+    if isinstance(tree, torch.Tensor):
+        yield tree
+    elif isinstance(tree, dict):
+        for v in tree.values():
+            yield from tensors_of(v)
+    elif isinstance(tree, (list, tuple)):
+        for v in tree:
+            yield from tensors_of(v)
+
+
+def count_non_finite(tensors: Iterable[torch.Tensor]) -> int:
+    """How many floating-point tensors hold a NaN or an infinity.
+
+    One fused pass per device and dtype (``torch._foreach_norm``: a NaN or inf makes the norm
+    non-finite) and one host sync; only tensors whose norm is not finite (diverged, or so large
+    that the norm overflows) are looked at element by element, so the count is exact.
+    """
+    groups: dict = {}
+    for t in tensors:
+        if t.is_floating_point() and t.numel():
+            groups.setdefault((t.device, t.dtype), []).append(t.detach())
+    bad = 0
+    for ts in groups.values():
+        norms = torch.stack(torch._foreach_norm(ts, 2))
+        suspects = (~torch.isfinite(norms)).nonzero().flatten().tolist()
+        bad += sum(1 for i in suspects if not bool(torch.isfinite(ts[i]).all()))
+    return bad
 
 
 def strip_module_prefix(state_dict: dict) -> dict:

@@ -13,6 +13,11 @@ class UserError(Exception):
     """Bad input from the user (flags, data folders, checkpoints): the message names the fix."""
 
 
+class Diverged(UserError):
+    """Training became NaN or infinite (the loss, or the weights about to be checkpointed): the run
+    stops without saving the bad weights; the command line adds the newest good checkpoint."""
+
+
 def unknown_name(kind: str, name: str, valid: "list[str] | tuple[str, ...]", flag: str = "") -> UserError:
     """Build the error for a registry lookup that failed, listing the valid names."""
     where = f" ({flag})" if flag else ""

@@ -67,7 +67,8 @@ def atomic_write_text(path: "str | Path", text: str) -> None:
 
 def check_new_file(out: "str | Path", inputs: "list[str | Path]" = (), force: bool = False, flag: str = "--out") -> Path:
     """``out`` as a file that a command may write: not a folder, not below a file, not one of
-    ``inputs``, and not an existing file unless ``force``; a one-line UserError names the fix."""
+    ``inputs`` (by any path, symlink or hard link), and not an existing file unless ``force``; a
+    one-line UserError names the fix. Called before anything is loaded or computed."""
     from subspaces.utils.errors import UserError
 
     out = Path(out).expanduser()
@@ -77,8 +78,9 @@ def check_new_file(out: "str | Path", inputs: "list[str | Path]" = (), force: bo
     if parent is not None and not parent.is_dir():
         raise UserError(f"{flag} {out} is below {parent}, which is a file; pass a path in a folder")
     for src in inputs:
-        if Path(src).expanduser().resolve() == out.resolve():
+        src = Path(src).expanduser()
+        if src.resolve() == out.resolve() or (out.exists() and src.exists() and os.path.samefile(src, out)):
             raise UserError(f"{flag} {out} is one of the inputs; pass a new file name")
-    if out.exists() and not force:
+    if os.path.lexists(out) and not force:
         raise UserError(f"{flag} {out} exists; pass another file name, or --force to replace it")
     return out
