@@ -155,6 +155,7 @@ class Settings:
     device: str = _opt("cpu", "device: cpu, cuda or cuda:<i>")
     multigpu: Optional[tuple] = _opt(None, "GPU ids, e.g. 0,1: one DistributedDataParallel process per GPU, spawned here (as torchrun would; implies --device cuda)", type=ints, metavar="G,G,...")
     sync_bn: bool = _opt(False, "DDP (torchrun/--multigpu): BatchNorm statistics over the global batch, subspace BatchNorm included", action="store_true")
+    dist_timeout: Optional[float] = _opt(None, "DDP (torchrun/--multigpu): seconds a collective waits for the other processes; a rank that stops answering for that long stops the run with one line naming it; default: unset, 300 on CPUs (Gloo), 600 on GPUs (NCCL, PyTorch's own default there)", metavar="SECONDS")
     point_per_rank: bool = _opt(False, "DDP: each process trains its own random point of the subspace at each step (appendix B's samples per batch, at no extra cost); default: all train the same point", action="store_true")
     workers: int = _opt(4, "data loading worker processes (image folders)")
     data_on_device: bool = _opt(False, "hold a data set that fits (Digits, CIFAR) on the device and augment it there in batches", action="store_true")
@@ -296,6 +297,8 @@ def check_values(s: Settings) -> None:
                            ("--workers", s.workers, 0), ("--data-seed", s.data_seed, 0)):
         if v < least:
             raise UserError(f"{flag} {v} must be at least {least}")
+    if s.dist_timeout is not None:
+        _finite("--dist-timeout", s.dist_timeout, s.dist_timeout > 0, "must be a positive number of seconds")
     if s.test_freq is not None and s.test_freq < 1:
         raise UserError(f"--test-freq {s.test_freq} must be at least 1 (test every N epochs)")
     if s.output_size is not None and s.output_size < 1:

@@ -57,7 +57,7 @@ ALPHAS = tuple(round(i * 0.05, 2) for i in range(21))
 NOT_IDENTITY = frozenset({
     "name", "data", "log_dir", "resume", "pretrained", "save", "save_data", "save_epochs",
     "save_iters", "test_freq", "log_interval", "device", "multigpu", "workers", "data_on_device",
-    "channels_last", "amp", "compile", "compile_mode", "checkpoint_every_minutes",
+    "channels_last", "amp", "compile", "compile_mode", "checkpoint_every_minutes", "dist_timeout",
 })
 
 
