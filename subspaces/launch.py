@@ -19,12 +19,15 @@ finished by the other invocation meanwhile is skipped and an interrupted one res
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import multiprocessing as mp
 import multiprocessing.connection
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -122,10 +125,37 @@ def log_file(cfg: Config, s: Settings) -> Path:
     return cfg.log_root / "logs" / family / f"{s.name}.log"
 
 
-def _child(run: Run, cfg: Config, threads: int, log: str, conn) -> None:
-    """A spawned process's run: its output appended to ``log``, its result sent through ``conn``."""
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
+ORPHAN_GRACE_S = 60.0  # after the parent died: time to write a checkpoint before SIGKILL
+
+
+def stop_with_parent(parent: int, grace_s: float = ORPHAN_GRACE_S) -> None:
+    """SIGTERM this process when its parent ``parent`` dies, even by SIGKILL (a training run then
+    checkpoints at its next step and exits): Linux's ``PR_SET_PDEATHSIG``, and, on any system, a
+    watchdog thread that notices the new parent; it sends SIGKILL if ``grace_s`` later the process
+    still runs."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    threading.Thread(target=_watch_parent, args=(parent, grace_s), name="stop-with-parent", daemon=True).start()
+
+
+def _watch_parent(parent: int, grace_s: float) -> None:
+    while os.getppid() == parent:  # also true at once when the parent died before prctl took effect
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(grace_s)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _child(run: Run, cfg: Config, threads: int, log: str, conn, parent: int) -> None:
+    """A spawned process's run: its output appended to ``log``, its result sent through ``conn``;
+    it stops when the sweep's process ``parent`` dies."""
     import torch
 
+    from subspaces.trainers.base import Stopped
+
+    stop_with_parent(parent)
     torch.set_num_threads(threads)
     with open(log, "a", encoding="utf-8") as f:  # C-level output (PyTorch warnings) too
         os.dup2(f.fileno(), 1)
@@ -139,6 +169,9 @@ def _child(run: Run, cfg: Config, threads: int, log: str, conn) -> None:
         print(f"error: {e}", flush=True)
         conn.send(("error", str(e)))
         sys.exit(2)
+    except Stopped as e:  # SIGTERM: the sweep was interrupted or killed
+        print(f"{e}; the sweep resumes it from {e.path}" if e.path else str(e), flush=True)
+        sys.exit(143)
 
 
 def run_parallel(runs: Sequence[Run], cfg: Config) -> list:
@@ -180,7 +213,7 @@ def _pool(todo: list, cfg: Config, threads: int) -> tuple:
                 log = log_file(cfg, r.settings)
                 log.parent.mkdir(parents=True, exist_ok=True)
                 recv, send = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_child, args=(r, cfg, threads, str(log), send), name=f"run {k}")
+                proc = ctx.Process(target=_child, args=(r, cfg, threads, str(log), send, os.getpid()), name=f"run {k}")
                 proc.start()
                 send.close()
                 running[recv] = (k, head, proc, log)

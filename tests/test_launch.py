@@ -5,6 +5,7 @@ Every sweep here is a Digits smoke sweep (1 epoch, a tiny model) in a temporary 
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -224,6 +225,49 @@ def test_a_failed_run_of_a_parallel_sweep_is_reported_and_the_others_finish(tmp_
     out = capsys.readouterr().out
     assert "failed (exit status 2): ImageFolder data not found" in out and ": done in" in out
     assert list(accuracies(tmp_path)) == [good.settings.name + "+try=0"]
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie that no one reaps has ended too)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_children_of_a_killed_parallel_sweep_stop_with_it(tmp_path):
+    """SIGKILL the parent of a --parallel 2 sweep while both children train: they stop within
+    seconds (a checkpoint, no results row), instead of training on as orphans."""
+    import re
+    import signal
+
+    script = ROOT / "experiment_configs" / "digits" / "one_dimensional_subspaces" / "train_lines.py"
+    cmd = [sys.executable, str(script), "--smoke", "--epochs", "400", "--seeds", "0,1", "--parallel", "2", "--log-dir", str(tmp_path)]
+    parent = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    family, pids = tmp_path / "one-dimensional-subspaces", []
+    try:
+        deadline = time.time() + 120
+        while len(list(family.glob("*+try=0/epoch_0_iter_0.pt"))) < 2:  # both children train
+            assert time.time() < deadline and parent.poll() is None
+            time.sleep(0.1)
+        for log in (tmp_path / "logs" / "one-dimensional-subspaces").glob("*.log"):
+            pids += [int(p) for p in re.findall(r"\(pid (\d+),", log.read_text())]
+        assert len(pids) == 2
+        parent.kill()
+        parent.wait()
+        deadline = time.time() + 20
+        while not all(_gone(p) for p in pids) and time.time() < deadline:
+            time.sleep(0.1)
+        assert all(_gone(p) for p in pids)
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert not (family / "results.csv").exists()  # neither run finished: no row, whole or half
+    for ck in family.glob("*/*.pt"):
+        assert torch.load(ck, weights_only=True)["state_dicts"]
 
 
 # --- the per-run lock ----------------------------------------------------------------------------
