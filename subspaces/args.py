@@ -71,13 +71,20 @@ def _opt(default, help: str, type=None, action=None, metavar=None, aliases=(), c
     return field(default=default, metadata=meta)
 
 
+# What --data means, in every command that has it (main.py, the config scripts, export, plane).
+DATA_HELP = ("the folder that holds the data sets, e.g. ~/data holding cifar10/ (CIFAR-10 as its python batches "
+             "cifar-10-batches-py/, or as images in train/<class>/ and test/<class>/), cifar100/ (likewise), "
+             "tiny-imagenet-200/, imagenet/ and imagenet-c/; --set ImageFolder reads DIR/train/<class>/ and "
+             "DIR/test/<class>/; Digits needs none")
+
+
 @dataclass(frozen=True)
 class Settings:
     """All settings of one run. Field ``foo_bar`` is the flag ``--foo-bar``."""
 
     # --- what to train -------------------------------------------------------------------------
     set: str = _opt("Digits", "data set: Digits (embedded, no download), CIFAR10, CIFAR100, TinyImageNet, ImageNet, ImageNetC, ImageFolder")
-    data: str = _opt("~/data", "folder holding the data sets (e.g. <data>/cifar10, <data>/tiny-imagenet-200)")
+    data: str = _opt("~/data", DATA_HELP, metavar="DIR")
     model: Optional[str] = _opt(None, "model class (e.g. CIFARResNet); default: the data set's default model")
     model_name: Optional[str] = _opt(None, "model variant where the class needs one, e.g. cifar_resnet_20 or cifar_resnet_20_32")
     conv_type: str = _opt("StandardConv", "conv layer type: StandardConv, LinesConv, CurvesConv, SimplexConv<n>, BezierConv<k> (Bezier curve of degree k), PolyChainConv<k> (polygonal chain with k bends)", aliases=("--conv_type",))

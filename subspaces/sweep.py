@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
-from subspaces.args import Settings, floats, ints, replace  # the list parsers of main.py's flags
+from subspaces.args import DATA_HELP, Settings, floats, ints, replace  # the list parsers of main.py's flags
 from subspaces.utils.errors import UserError
 from subspaces.utils.results import read_results
 
@@ -190,7 +190,17 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
     """The flags every config script takes (all optional: the script's values are the defaults)."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add = p.add_argument
-    add("--data", help="folder holding the data sets (default: the config's, ~/data)")
+    add("--data", metavar="DIR", help=DATA_HELP + " (default: the config's, ~/data)")
+    g = p.add_argument_group(
+        "what every run of the sweep trains on",
+        "These replace the config's base settings (<dataset>/common.py) for every run. Runs with another data set or "
+        "model are other runs: they keep their names, but their settings differ, so they get their own run folders "
+        "(<name>+try=<i>) and results rows, and never skip or resume the config's own runs. The figures of "
+        "analyze_results keep one row per name: give each model its own --log-dir to draw its own figures.")
+    g.add_argument("--set", metavar="NAME", help="data set, e.g. CIFAR100 or ImageFolder (default: the config's)")
+    g.add_argument("--model", metavar="CLASS", help="model class, e.g. CIFARResNet or ResNet18 (default: the config's); "
+                   "without --model-name the class's own default variant")
+    g.add_argument("--model-name", metavar="VARIANT", help="model variant, e.g. cifar_resnet_56 (default: the config's)")
     add("--log-dir", help="results root of this data set (default: learning-subspaces-results/<dataset> in the repo)")
     add("--seeds", type=ints, metavar="S,S,...", help="seeds to run (default: the config's, 0,1)")
     add("--epochs", type=int, metavar="N", help="training epochs (default: the config's; the warm-up is cut to at most N - 1)")
@@ -300,6 +310,7 @@ def make_config(setup: DataSetup, ns: Optional[argparse.Namespace] = None, **ove
     base = replace(base, device=device, multigpu=None if device == "cpu" or launch.launcher == "slurm" else base.multigpu)
     if get("data"):
         base = replace(base, data=get("data"))
+    base = _with_set_and_model(base, get("set"), get("model"), get("model_name"))
     if get("epochs") is not None:
         base = replace(base, epochs=get("epochs"), warmup_length=min(base.warmup_length, max(0, get("epochs") - 1)))
     return Config(
@@ -318,6 +329,23 @@ def make_config(setup: DataSetup, ns: Optional[argparse.Namespace] = None, **ove
         keep_checkpoints=bool(get("keep_checkpoints")),
         launch=launch,
     )
+
+
+def _with_set_and_model(base: Settings, set_name: Optional[str], model: Optional[str], model_name: Optional[str]) -> Settings:
+    """``base`` with the ``--set``/``--model``/``--model-name`` overrides; unknown names fail here,
+    before any run is planned, with the list of valid ones."""
+    from subspaces.data import DATASETS
+    from subspaces.models import MODELS
+
+    if set_name:
+        DATASETS.get(set_name)
+        base = replace(base, set=set_name)
+    if model:
+        MODELS.get(model)
+        base = replace(base, model=model, model_name=None)  # another class: the config's variant may not be one of its
+    if model_name:
+        base = replace(base, model_name=model_name)
+    return base
 
 
 def run_cli(runs: Callable[[Config], Iterable[Run]], setup: DataSetup, doc: str = "",

@@ -25,7 +25,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from subspaces.args import floats, program_name
+from subspaces.args import DATA_HELP, floats, program_name
 from subspaces.utils.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from subspaces.utils.errors import UserError
 
@@ -125,7 +125,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help="alpha in [0, 1] for a line or curve; n barycentric coordinates summing to 1 for a simplex")
     p.add_argument("--out", required=True, help="the checkpoint file to write")
     p.add_argument("--update-bn", action="store_true", help="recompute BatchNorm statistics at the point over the training set")
-    p.add_argument("--data", help="folder holding the data sets (default: the checkpoint's --data)")
+    p.add_argument("--data", metavar="DIR", help=DATA_HELP + " (default: the checkpoint's --data)")
     p.add_argument("--device", default="cpu", help="device for the BatchNorm recompute (default: cpu)")
     ns = p.parse_args(argv)
     try:
