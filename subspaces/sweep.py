@@ -131,6 +131,7 @@ class Launch:
     timeout_min: int = 24 * 60
     array_parallelism: Optional[int] = None
     extra: tuple = ()  # (KEY, VALUE) pairs for sbatch (submitit's slurm_additional_parameters)
+    setup: tuple = ()  # shell lines each job runs first (module load, conda activate): submitit's slurm_setup
     cluster: str = "slurm"  # submitit's executor: slurm; local or debug for tests
 
 
@@ -230,7 +231,7 @@ def _extra(text: str) -> tuple:
 
 # The flags of --launcher slurm; each is refused with --launcher local.
 SLURM_FLAGS = ("partition", "gpus_per_node", "nodes", "cpus_per_task", "mem_gb", "timeout_min",
-               "slurm_array_parallelism", "slurm_extra", "slurm_cluster")
+               "slurm_array_parallelism", "slurm_extra", "slurm_setup", "slurm_setup_file", "slurm_cluster")
 
 
 def _add_launch_flags(p: argparse.ArgumentParser) -> None:
@@ -251,6 +252,11 @@ def _add_launch_flags(p: argparse.ArgumentParser) -> None:
     add("--slurm-array-parallelism", type=int, metavar="K", help="jobs of the array running at once (default: all)")
     add("--slurm-extra", type=_extra, metavar="KEY=VALUE,...",
         help="more sbatch options, e.g. qos=high,constraint=a100 (submitit's slurm_additional_parameters)")
+    add("--slurm-setup", action="append", metavar="LINE",
+        help="a shell line each job runs before the run, e.g. 'module load cuda/12.1' or 'conda activate subspaces'; "
+             "repeat the flag for several, in order (submitit's slurm_setup)")
+    add("--slurm-setup-file", metavar="FILE",
+        help="the same from a file, one line each (blank lines and # comments skipped), before the --slurm-setup lines")
     add("--slurm-cluster", choices=("slurm", "local", "debug"), help=argparse.SUPPRESS)  # tests: submitit's local executors
 
 
@@ -271,6 +277,7 @@ def make_launch(o: dict, smoke: bool = False) -> Launch:
         gpus_per_node=given_or("gpus_per_node", 0 if smoke else 1), nodes=given_or("nodes", 1),
         cpus_per_task=o.get("cpus_per_task"), mem_gb=o.get("mem_gb"), timeout_min=given_or("timeout_min", 24 * 60),
         array_parallelism=o.get("slurm_array_parallelism"), extra=o.get("slurm_extra") or (),
+        setup=_setup_lines(o.get("slurm_setup_file")) + tuple(o.get("slurm_setup") or ()),
         cluster=o.get("slurm_cluster") or "slurm",
     )
     for flag, v, least in (("--gpus-per-node", launch.gpus_per_node, 0), ("--nodes", launch.nodes, 1),
@@ -279,6 +286,18 @@ def make_launch(o: dict, smoke: bool = False) -> Launch:
         if v is not None and v < least:
             raise UserError(f"{flag} {v} must be at least {least:g}")
     return launch
+
+
+def _setup_lines(path: Optional[str]) -> tuple:
+    """The shell lines of a ``--slurm-setup-file`` (none without one), blank lines and comments left out."""
+    if not path:
+        return ()
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"--slurm-setup-file {path} cannot be read ({getattr(e, 'strerror', None) or e}); "
+                        "pass a text file of shell lines") from None
+    return tuple(line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#"))
 
 
 SMOKE_SETTINGS = dict(set="Digits", model="DigitsConvNet", model_name=None, output_size=None, width_mult=0.25,
@@ -525,9 +544,7 @@ def execute(runs: Sequence[Run], cfg: Config) -> list:
     from subspaces import launch
 
     if cfg.launch.launcher == "slurm":
-        if cfg.dry_run:  # planned here, on a login node without the jobs' GPUs
-            return _execute([launch.on_this_node(r) for r in runs], cfg)
-        launch.submit(runs, cfg)
+        launch.submit(runs, cfg)  # with --dry-run: what would be submitted, and the sbatch script
         return []
     if cfg.launch.parallel > 1 and not cfg.dry_run:
         return launch.run_parallel(runs, cfg)

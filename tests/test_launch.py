@@ -59,6 +59,8 @@ def run_folders(root: Path) -> list:
     (["--launcher", "slurm", "--parallel", "2"], "--slurm-array-parallelism"),
     (["--launcher", "slurm", "--device", "cuda", "--gpus-per-node", "0"], "--gpus-per-node 1"),
     (["--launcher", "slurm", "--nodes", "0"], "--nodes 0 must be at least 1"),
+    (["--slurm-setup", "module load cuda"], "--slurm-setup is an option of --launcher slurm"),
+    (["--launcher", "slurm", "--slurm-setup-file", "/nonexistent/setup.sh"], "--slurm-setup-file /nonexistent/setup.sh cannot be read"),
 ])
 def test_launch_flags_of_the_other_launcher_are_refused(tmp_path, capsys, argv, says):
     mod = config(LINES)
@@ -72,7 +74,8 @@ def test_every_config_script_takes_the_launch_flags():
     text = subprocess.run([sys.executable, str(ROOT / "experiment_configs" / "cifar10" / "ensembles" / "eval_ensembles.py"),
                            "--help"], capture_output=True, text=True, timeout=120).stdout
     for flag in ("--launcher {local,slurm}", "--parallel K", "--partition", "--gpus-per-node", "--nodes", "--cpus-per-task",
-                 "--mem-gb", "--timeout-min", "--slurm-array-parallelism", "--slurm-extra"):
+                 "--mem-gb", "--timeout-min", "--slurm-array-parallelism", "--slurm-extra", "--slurm-setup LINE",
+                 "--slurm-setup-file FILE"):
         assert flag in text, flag
     assert "--slurm-cluster" not in text  # for tests only
     with pytest.raises(SystemExit):
@@ -178,6 +181,48 @@ def test_slurm_parameters_and_dependencies(tmp_path, monkeypatch):
     assert f"export PYTHONPATH={ROOT}" in text
     assert executor._executor.parameters["array_parallelism"] == 3
     assert make_config(config(LINES).SETUP, launcher="slurm").base.device == "cuda"  # the jobs' GPUs decide
+
+
+def test_slurm_setup_lines_come_before_the_job(tmp_path, monkeypatch):
+    """--slurm-setup-file's lines, then each --slurm-setup in order, then the PYTHONPATH export."""
+    import submitit
+
+    monkeypatch.setattr(submitit.SlurmExecutor, "affinity", staticmethod(lambda: 1))
+    setup = tmp_path / "setup.sh"
+    setup.write_text("# the cluster's modules\n\nsource /etc/profile.d/modules.sh\n")
+    cfg = smoke(tmp_path / "r", launcher="slurm", slurm_setup_file=str(setup),
+                slurm_setup=["module load cuda/12.1", "conda activate subspaces"])
+    text = launch.make_executor(cfg, set())._executor._make_submission_file_text("python -u -m submitit.core._submit x", "uid")
+    lines = text.splitlines()
+    order = [lines.index(x) for x in ("source /etc/profile.d/modules.sh", "module load cuda/12.1", "conda activate subspaces")]
+    assert order == sorted(order) and order[-1] < next(i for i, x in enumerate(lines) if x.startswith("export PYTHONPATH="))
+    assert "# the cluster's modules" not in text
+
+
+def test_slurm_dry_run_shows_the_sbatch_script_and_submits_nothing(tmp_path, capsys):
+    """No Slurm needed: the runs it would submit, the array's sbatch script (partition, GPUs, time,
+    setup lines, array size, the dependency on training jobs in flight); nothing written."""
+    train, evaluate = config(LINES), config("one_dimensional_subspaces/eval_lines")
+    root = tmp_path / "r"
+    argv = ["--smoke", "--log-dir", str(root), "--launcher", "slurm", "--partition", "gpu", "--gpus-per-node", "2",
+            "--timeout-min", "90", "--slurm-array-parallelism", "1", "--slurm-setup", "module load cuda/12.1", "--dry-run"]
+    assert run_cli(train.runs, train.SETUP, argv=argv) == 0
+    out = capsys.readouterr().out
+    assert out.count(": new, would be submitted") == 2 and "2 job(s) would be submitted" in out
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=2", "#SBATCH --ntasks-per-node=2", "#SBATCH --time=90",
+                 "#SBATCH --array=0-1%1", "#SBATCH --job-name=subspaces-digits"):
+        assert line in out, line
+    assert out.index("module load cuda/12.1") < out.index("export PYTHONPATH=") and "dependency" not in out
+    assert not root.exists()
+    # An evaluation: one training run's job is in flight (its id in jobs.json), the other is not submitted.
+    cfg = make_config(train.SETUP, sweep.build_parser().parse_args(argv))
+    first = next(iter(train.runs(cfg))).settings
+    launch.JobRegistry(cfg).record({sweep.run_label(first, cfg): "4242_0"})
+    assert run_cli(evaluate.runs, evaluate.SETUP, argv=argv) == 0
+    out = capsys.readouterr().out
+    assert "#SBATCH --dependency=afterok:4242_0" in out and "#SBATCH --array=0-0%1" in out
+    assert out.count("would be submitted") == 2 and "--launcher slurm`, not submitted" in out
+    assert sorted(p.name for p in (root / "slurm").iterdir()) == ["jobs.json", "jobs.json.lock"]
 
 
 def test_a_job_of_several_tasks_exports_the_ddp_environment(monkeypatch):
