@@ -71,13 +71,20 @@ def _opt(default, help: str, type=None, action=None, metavar=None, aliases=(), c
     return field(default=default, metadata=meta)
 
 
+# What --data means, in every command that has it (main.py, the config scripts, export, plane).
+DATA_HELP = ("the folder that holds the data sets, e.g. ~/data holding cifar10/ (CIFAR-10 as its python batches "
+             "cifar-10-batches-py/, or as images in train/<class>/ and test/<class>/), cifar100/ (likewise), "
+             "tiny-imagenet-200/, imagenet/ and imagenet-c/; --set ImageFolder reads DIR/train/<class>/ and "
+             "DIR/test/<class>/; Digits needs none")
+
+
 @dataclass(frozen=True)
 class Settings:
     """All settings of one run. Field ``foo_bar`` is the flag ``--foo-bar``."""
 
     # --- what to train -------------------------------------------------------------------------
     set: str = _opt("Digits", "data set: Digits (embedded, no download), CIFAR10, CIFAR100, TinyImageNet, ImageNet, ImageNetC, ImageFolder")
-    data: str = _opt("~/data", "folder holding the data sets (e.g. <data>/cifar10, <data>/tiny-imagenet-200)")
+    data: str = _opt("~/data", DATA_HELP, metavar="DIR")
     model: Optional[str] = _opt(None, "model class (e.g. CIFARResNet); default: the data set's default model")
     model_name: Optional[str] = _opt(None, "model variant where the class needs one, e.g. cifar_resnet_20 or cifar_resnet_20_32")
     conv_type: str = _opt("StandardConv", "conv layer type: StandardConv, LinesConv, CurvesConv, SimplexConv<n>, BezierConv<k> (Bezier curve of degree k), PolyChainConv<k> (polygonal chain with k bends)", aliases=("--conv_type",))
@@ -159,6 +166,7 @@ class Settings:
     device: str = _opt("cpu", "device: cpu, cuda or cuda:<i>")
     multigpu: Optional[tuple] = _opt(None, "GPU ids, e.g. 0,1: one DistributedDataParallel process per GPU, spawned here (as torchrun would; implies --device cuda)", type=ints, metavar="G,G,...")
     sync_bn: bool = _opt(False, "DDP (torchrun/--multigpu): BatchNorm statistics over the global batch, subspace BatchNorm included", action="store_true")
+    dist_timeout: Optional[float] = _opt(None, "DDP (torchrun/--multigpu): seconds a collective waits for the other processes; a rank that stops answering for that long stops the run with one line naming it; default: unset, 300 on CPUs (Gloo), 600 on GPUs (NCCL, PyTorch's own default there)", metavar="SECONDS")
     point_per_rank: bool = _opt(False, "DDP: each process trains its own random point of the subspace at each step (appendix B's samples per batch, at no extra cost); default: all train the same point", action="store_true")
     workers: int = _opt(4, "data loading worker processes (image folders)")
     data_on_device: bool = _opt(False, "hold a data set that fits (Digits, CIFAR) on the device and augment it there in batches", action="store_true")
@@ -312,6 +320,8 @@ def check_values(s: Settings) -> None:
                            ("--workers", s.workers, 0), ("--data-seed", s.data_seed, 0)):
         if v < least:
             raise UserError(f"{flag} {v} must be at least {least}")
+    if s.dist_timeout is not None:
+        _finite("--dist-timeout", s.dist_timeout, s.dist_timeout > 0, "must be a positive number of seconds")
     if s.test_freq is not None and s.test_freq < 1:
         raise UserError(f"--test-freq {s.test_freq} must be at least 1 (test every N epochs)")
     if s.output_size is not None and s.output_size < 1:

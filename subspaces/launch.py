@@ -19,12 +19,15 @@ finished by the other invocation meanwhile is skipped and an interrupted one res
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import multiprocessing as mp
 import multiprocessing.connection
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -122,10 +125,37 @@ def log_file(cfg: Config, s: Settings) -> Path:
     return cfg.log_root / "logs" / family / f"{s.name}.log"
 
 
-def _child(run: Run, cfg: Config, threads: int, log: str, conn) -> None:
-    """A spawned process's run: its output appended to ``log``, its result sent through ``conn``."""
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
+ORPHAN_GRACE_S = 60.0  # after the parent died: time to write a checkpoint before SIGKILL
+
+
+def stop_with_parent(parent: int, grace_s: float = ORPHAN_GRACE_S) -> None:
+    """SIGTERM this process when its parent ``parent`` dies, even by SIGKILL (a training run then
+    checkpoints at its next step and exits): Linux's ``PR_SET_PDEATHSIG``, and, on any system, a
+    watchdog thread that notices the new parent; it sends SIGKILL if ``grace_s`` later the process
+    still runs."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    threading.Thread(target=_watch_parent, args=(parent, grace_s), name="stop-with-parent", daemon=True).start()
+
+
+def _watch_parent(parent: int, grace_s: float) -> None:
+    while os.getppid() == parent:  # also true at once when the parent died before prctl took effect
+        time.sleep(1.0)
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(grace_s)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _child(run: Run, cfg: Config, threads: int, log: str, conn, parent: int) -> None:
+    """A spawned process's run: its output appended to ``log``, its result sent through ``conn``;
+    it stops when the sweep's process ``parent`` dies."""
     import torch
 
+    from subspaces.trainers.base import Stopped
+
+    stop_with_parent(parent)
     torch.set_num_threads(threads)
     with open(log, "a", encoding="utf-8") as f:  # C-level output (PyTorch warnings) too
         os.dup2(f.fileno(), 1)
@@ -139,6 +169,9 @@ def _child(run: Run, cfg: Config, threads: int, log: str, conn) -> None:
         print(f"error: {e}", flush=True)
         conn.send(("error", str(e)))
         sys.exit(2)
+    except Stopped as e:  # SIGTERM: the sweep was interrupted or killed
+        print(f"{e}; the sweep resumes it from {e.path}" if e.path else str(e), flush=True)
+        sys.exit(143)
 
 
 def run_parallel(runs: Sequence[Run], cfg: Config) -> list:
@@ -180,7 +213,7 @@ def _pool(todo: list, cfg: Config, threads: int) -> tuple:
                 log = log_file(cfg, r.settings)
                 log.parent.mkdir(parents=True, exist_ok=True)
                 recv, send = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_child, args=(r, cfg, threads, str(log), send), name=f"run {k}")
+                proc = ctx.Process(target=_child, args=(r, cfg, threads, str(log), send, os.getpid()), name=f"run {k}")
                 proc.start()
                 send.close()
                 running[recv] = (k, head, proc, log)
@@ -301,22 +334,17 @@ def on_this_node(run: Run) -> Run:
 
 def submit(runs: Sequence[Run], cfg: Config) -> list:
     """Submit each run that is not finished or running elsewhere as one job of a job array;
-    returns submitit's jobs (none when every run is done)."""
-    local = [on_this_node(r) for r in runs]
-    plans = [plan(r, cfg) for r in local]
-    registry = JobRegistry(cfg)
-    todo, after = [], set()
-    for k, (r, lr, p) in enumerate(zip(runs, local, plans), 1):
-        head = heading(k, runs, r, p.settings, cfg)
-        if p.action == "skip":
-            print(f"{head}: {p.detail}, skipped", flush=True)
-        elif lock_held(p.settings):
-            print(f"{head}: running elsewhere, not submitted", flush=True)
-        else:
-            after |= _training_jobs(lr, p, registry)
-            todo.append((head, r))
+    returns submitit's jobs (none when every run is done). With ``--dry-run``, says what it would
+    submit and shows the sbatch script of the array instead (nothing is written or submitted)."""
+    todo, after = _submission(runs, cfg)
+    if cfg.dry_run:
+        if todo:
+            print(f"{len(todo)} job(s) would be submitted as one job array (--dry-run: nothing submitted); its sbatch script:")
+            print(sbatch_script(cfg, after, len(todo)), flush=True)
+        return []
     if not todo:
         return []
+    registry = JobRegistry(cfg)
     executor = make_executor(cfg, after)
     with executor.batch():
         jobs = [executor.submit(RunJob(r, cfg)) for _, r in todo]
@@ -326,6 +354,35 @@ def submit(runs: Sequence[Run], cfg: Config) -> list:
     wait = f", after job(s) {', '.join(sorted(after))}" if after else ""
     print(f"{len(jobs)} job(s) submitted{wait}; their logs in {registry.folder}/<job id>_<task>_log.{{out,err}}", flush=True)
     return jobs
+
+
+def _submission(runs: Sequence[Run], cfg: Config) -> tuple:
+    """``([(heading, run)], job ids)``: the runs to submit, and the training jobs they wait for.
+    Prints the runs left out (finished, running elsewhere; with ``--dry-run`` also those whose
+    training is neither finished nor submitted, which a submission refuses)."""
+    local = [on_this_node(r) for r in runs]
+    plans = [plan(r, cfg) for r in local]
+    registry = JobRegistry(cfg)
+    todo, after = [], set()
+    for k, (r, lr, p) in enumerate(zip(runs, local, plans), 1):
+        head = heading(k, runs, r, p.settings, cfg)
+        if p.action == "skip":
+            print(f"{head}: {p.detail}, skipped", flush=True)
+            continue
+        if lock_held(p.settings):
+            print(f"{head}: running elsewhere, not submitted", flush=True)
+            continue
+        try:
+            after |= _training_jobs(lr, p, registry)
+        except UserError:
+            if not cfg.dry_run:
+                raise
+            print(f"{head}: waits for `python {r.trained_by} --launcher slurm`, not submitted", flush=True)
+            continue
+        if cfg.dry_run:
+            print(f"{head}: {p.detail}, would be submitted", flush=True)
+        todo.append((head, r))
+    return todo, after
 
 
 def _training_jobs(run: Run, p: Plan, registry: JobRegistry) -> set:
@@ -343,6 +400,34 @@ def _training_jobs(run: Run, p: Plan, registry: JobRegistry) -> set:
     return ids
 
 
+def sbatch_parameters(cfg: Config, after: set) -> dict:
+    """The job array's sbatch options, in the names of submitit's ``SlurmExecutor`` (``slurm_<name>``
+    in :func:`make_executor`): the ``--launcher slurm`` flags, the dependency on the training jobs
+    ``after``, and the setup lines each job runs first (``--slurm-setup``, then this package's PYTHONPATH)."""
+    la = cfg.launch
+    extra = dict(la.extra)
+    if after:  # an evaluation's training jobs; if one fails, Slurm cancels the evaluation
+        extra.setdefault("dependency", "afterok:" + ":".join(sorted(after)))
+        extra.setdefault("kill-on-invalid-dep", "yes")
+    # The job imports this same ``subspaces`` package wherever it is submitted from.
+    setup = [*la.setup, f"export PYTHONPATH={shlex.quote(str(PACKAGE_ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}"]
+    mem = None if la.mem_gb is None else (f"{int(la.mem_gb)}GB" if la.mem_gb == int(la.mem_gb) else f"{round(la.mem_gb * 1024)}MB")
+    params = dict(job_name=f"subspaces-{cfg.key}", partition=la.partition, time=la.timeout_min, nodes=la.nodes,
+                  ntasks_per_node=max(1, la.gpus_per_node), gpus_per_node=la.gpus_per_node or None,
+                  cpus_per_task=la.cpus_per_task, mem=mem, array_parallelism=la.array_parallelism,
+                  additional_parameters=extra or None, setup=setup)
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def sbatch_script(cfg: Config, after: set, jobs: int) -> str:
+    """The sbatch script submitit writes for an array of ``jobs`` jobs (``--dry-run`` shows it)."""
+    from submitit.slurm.slurm import _make_sbatch_string  # submitit's own renderer: the script it submits
+
+    command = f"{shlex.quote(sys.executable)} -u -m submitit.core._submit {shlex.quote(str(cfg.log_root / 'slurm'))}"
+    return _make_sbatch_string(command=command, folder=cfg.log_root / "slurm", map_count=jobs,
+                               **sbatch_parameters(cfg, after)).strip()
+
+
 def make_executor(cfg: Config, after: set):
     """A submitit executor with the ``--launcher slurm`` flags; jobs start ``afterok`` the ids ``after``."""
     import submitit
@@ -350,20 +435,13 @@ def make_executor(cfg: Config, after: set):
     la = cfg.launch
     if la.cluster == "slurm" and submitit.SlurmExecutor.affinity() < 0:
         raise UserError("--launcher slurm: no Slurm on this machine (sbatch not found); run on the cluster's login node")
-    extra = dict(la.extra)
-    if after:  # an evaluation's training jobs; if one fails, Slurm cancels the evaluation
-        extra.setdefault("dependency", "afterok:" + ":".join(sorted(after)))
-        extra.setdefault("kill-on-invalid-dep", "yes")
-    # The job imports this same ``subspaces`` package wherever it is submitted from.
-    setup = [f"export PYTHONPATH={shlex.quote(str(PACKAGE_ROOT))}${{PYTHONPATH:+:$PYTHONPATH}}"]
-    params = dict(name=f"subspaces-{cfg.key}", timeout_min=la.timeout_min, nodes=la.nodes,
-                  tasks_per_node=max(1, la.gpus_per_node), gpus_per_node=la.gpus_per_node or None,
-                  cpus_per_task=la.cpus_per_task, mem_gb=la.mem_gb, slurm_partition=la.partition,
-                  slurm_array_parallelism=la.array_parallelism, slurm_additional_parameters=extra or None,
-                  slurm_setup=setup, local_setup=setup)
+    params = sbatch_parameters(cfg, after)
+    # Slurm reads the slurm_ names; the generic ones serve submitit's local executor (tests).
+    generic = dict(name=params["job_name"], timeout_min=la.timeout_min, nodes=la.nodes, tasks_per_node=params["ntasks_per_node"],
+                   gpus_per_node=la.gpus_per_node or None, local_setup=params["setup"])
     executor = submitit.AutoExecutor(folder=cfg.log_root / "slurm", cluster=la.cluster)
     try:
-        executor.update_parameters(**params)
+        executor.update_parameters(**generic, **{f"slurm_{k}": v for k, v in params.items()})
     except (ValueError, NameError, AssertionError) as e:
         with contextlib.suppress(OSError):  # submitit made it; nothing was submitted
             (cfg.log_root / "slurm").rmdir()

@@ -178,7 +178,7 @@ def setup_process(s: Settings, device: torch.device, world: distributed.World) -
     seed_everything(s.seed)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    distributed.init_process_group(world, device)
+    distributed.init_process_group(world, device, s.dist_timeout)
     if device.type == "cpu":
         keep_freed_memory()  # glibc: no page-faulting of freed activations back in at every step
     if device.type == "cuda":
@@ -344,7 +344,8 @@ def run_checked(s: Settings) -> RunSummary:
     """Run settings that :func:`check_settings` returned, once the log folder is found fit for them."""
     if s.save or s.save_data:
         check_log_dir(s.log_dir)  # a log folder that cannot take the run fails before anything is made
-    return run(s)
+    with distributed.peer_failures():  # DDP: a rank that stopped answering, named in one line
+        return run(s)
 
 
 def run(s: Settings) -> RunSummary:
@@ -500,6 +501,9 @@ def cli(argv: Optional[Sequence[str]] = None) -> int:
     except UserError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except distributed.PeerLost as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except Stopped as e:
         where = f"; continue with --resume {e.path}" if e.path else " (nothing saved: pass --save to checkpoint)"
         print(f"{e}{where}", file=sys.stderr)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
-from subspaces.args import Settings, floats, ints, replace  # the list parsers of main.py's flags
+from subspaces.args import DATA_HELP, Settings, floats, ints, replace  # the list parsers of main.py's flags
 from subspaces.utils.checkpoint import load_checkpoint
 from subspaces.utils.errors import UserError
 from subspaces.utils.results import read_results
@@ -61,7 +61,7 @@ ALPHAS = tuple(round(i * 0.05, 2) for i in range(21))
 NOT_IDENTITY = frozenset({
     "name", "data", "log_dir", "resume", "pretrained", "save", "save_data", "save_epochs",
     "save_iters", "test_freq", "log_interval", "device", "multigpu", "workers", "data_on_device",
-    "channels_last", "amp", "compile", "compile_mode", "checkpoint_every_minutes",
+    "channels_last", "amp", "compile", "compile_mode", "checkpoint_every_minutes", "dist_timeout",
 })
 
 
@@ -135,6 +135,7 @@ class Launch:
     timeout_min: int = 24 * 60
     array_parallelism: Optional[int] = None
     extra: tuple = ()  # (KEY, VALUE) pairs for sbatch (submitit's slurm_additional_parameters)
+    setup: tuple = ()  # shell lines each job runs first (module load, conda activate): submitit's slurm_setup
     cluster: str = "slurm"  # submitit's executor: slurm; local or debug for tests
 
 
@@ -195,7 +196,17 @@ def build_parser(description: str = "") -> argparse.ArgumentParser:
     """The flags every config script takes (all optional: the script's values are the defaults)."""
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add = p.add_argument
-    add("--data", help="folder holding the data sets (default: the config's, ~/data)")
+    add("--data", metavar="DIR", help=DATA_HELP + " (default: the config's, ~/data)")
+    g = p.add_argument_group(
+        "what every run of the sweep trains on",
+        "These replace the config's base settings (<dataset>/common.py) for every run. Runs with another data set or "
+        "model are other runs: they keep their names, but their settings differ, so they get their own run folders "
+        "(<name>+try=<i>) and results rows, and never skip or resume the config's own runs. The figures of "
+        "analyze_results keep one row per name: give each model its own --log-dir to draw its own figures.")
+    g.add_argument("--set", metavar="NAME", help="data set, e.g. CIFAR100 or ImageFolder (default: the config's)")
+    g.add_argument("--model", metavar="CLASS", help="model class, e.g. CIFARResNet or ResNet18 (default: the config's); "
+                   "without --model-name the class's own default variant")
+    g.add_argument("--model-name", metavar="VARIANT", help="model variant, e.g. cifar_resnet_56 (default: the config's)")
     add("--log-dir", help="results root of this data set (default: learning-subspaces-results/<dataset> in the repo)")
     add("--seeds", type=ints, metavar="S,S,...", help="seeds to run (default: the config's, 0,1)")
     add("--epochs", type=int, metavar="N", help="training epochs (default: the config's; the warm-up is cut to at most N - 1)")
@@ -227,7 +238,7 @@ def _extra(text: str) -> tuple:
 
 # The flags of --launcher slurm; each is refused with --launcher local.
 SLURM_FLAGS = ("partition", "gpus_per_node", "nodes", "cpus_per_task", "mem_gb", "timeout_min",
-               "slurm_array_parallelism", "slurm_extra", "slurm_cluster")
+               "slurm_array_parallelism", "slurm_extra", "slurm_setup", "slurm_setup_file", "slurm_cluster")
 
 
 def _add_launch_flags(p: argparse.ArgumentParser) -> None:
@@ -248,6 +259,11 @@ def _add_launch_flags(p: argparse.ArgumentParser) -> None:
     add("--slurm-array-parallelism", type=int, metavar="K", help="jobs of the array running at once (default: all)")
     add("--slurm-extra", type=_extra, metavar="KEY=VALUE,...",
         help="more sbatch options, e.g. qos=high,constraint=a100 (submitit's slurm_additional_parameters)")
+    add("--slurm-setup", action="append", metavar="LINE",
+        help="a shell line each job runs before the run, e.g. 'module load cuda/12.1' or 'conda activate subspaces'; "
+             "repeat the flag for several, in order (submitit's slurm_setup)")
+    add("--slurm-setup-file", metavar="FILE",
+        help="the same from a file, one line each (blank lines and # comments skipped), before the --slurm-setup lines")
     add("--slurm-cluster", choices=("slurm", "local", "debug"), help=argparse.SUPPRESS)  # tests: submitit's local executors
 
 
@@ -268,6 +284,7 @@ def make_launch(o: dict, smoke: bool = False) -> Launch:
         gpus_per_node=given_or("gpus_per_node", 0 if smoke else 1), nodes=given_or("nodes", 1),
         cpus_per_task=o.get("cpus_per_task"), mem_gb=o.get("mem_gb"), timeout_min=given_or("timeout_min", 24 * 60),
         array_parallelism=o.get("slurm_array_parallelism"), extra=o.get("slurm_extra") or (),
+        setup=_setup_lines(o.get("slurm_setup_file")) + tuple(o.get("slurm_setup") or ()),
         cluster=o.get("slurm_cluster") or "slurm",
     )
     for flag, v, least in (("--gpus-per-node", launch.gpus_per_node, 0), ("--nodes", launch.nodes, 1),
@@ -278,9 +295,20 @@ def make_launch(o: dict, smoke: bool = False) -> Launch:
     return launch
 
 
+def _setup_lines(path: Optional[str]) -> tuple:
+    """The shell lines of a ``--slurm-setup-file`` (none without one), blank lines and comments left out."""
+    if not path:
+        return ()
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"--slurm-setup-file {path} cannot be read ({getattr(e, 'strerror', None) or e}); "
+                        "pass a text file of shell lines") from None
+    return tuple(line.strip() for line in text.splitlines() if line.strip() and not line.strip().startswith("#"))
+
+
 # The file that marks a results root as a --smoke one.
 SMOKE_MARKER = "SMOKE.txt"
-
 SMOKE_SETTINGS = dict(set="Digits", model="DigitsConvNet", model_name=None, output_size=None, width_mult=0.25,
                       epochs=1, warmup_length=0, batch_size=128, test_batch_size=256, workers=0, test_freq=None)
 
@@ -310,6 +338,7 @@ def make_config(setup: DataSetup, ns: Optional[argparse.Namespace] = None, **ove
     base = replace(base, device=device, multigpu=None if device == "cpu" or launch.launcher == "slurm" else base.multigpu)
     if get("data"):
         base = replace(base, data=get("data"))
+    base = _with_set_and_model(base, get("set"), get("model"), get("model_name"))
     if get("epochs") is not None:
         base = replace(base, epochs=get("epochs"), warmup_length=min(base.warmup_length, max(0, get("epochs") - 1)))
     return Config(
@@ -329,6 +358,23 @@ def make_config(setup: DataSetup, ns: Optional[argparse.Namespace] = None, **ove
         launch=launch,
         smoke=bool(get("smoke")),
     )
+
+
+def _with_set_and_model(base: Settings, set_name: Optional[str], model: Optional[str], model_name: Optional[str]) -> Settings:
+    """``base`` with the ``--set``/``--model``/``--model-name`` overrides; unknown names fail here,
+    before any run is planned, with the list of valid ones."""
+    from subspaces.data import DATASETS
+    from subspaces.models import MODELS
+
+    if set_name:
+        DATASETS.get(set_name)
+        base = replace(base, set=set_name)
+    if model:
+        MODELS.get(model)
+        base = replace(base, model=model, model_name=None)  # another class: the config's variant may not be one of its
+    if model_name:
+        base = replace(base, model_name=model_name)
+    return base
 
 
 def run_cli(runs: Callable[[Config], Iterable[Run]], setup: DataSetup, doc: str = "",
@@ -532,9 +578,7 @@ def execute(runs: Sequence[Run], cfg: Config) -> list:
 
     check_results_root(cfg)
     if cfg.launch.launcher == "slurm":
-        if cfg.dry_run:  # planned here, on a login node without the jobs' GPUs
-            return _execute([launch.on_this_node(r) for r in runs], cfg)
-        launch.submit(runs, cfg)
+        launch.submit(runs, cfg)  # with --dry-run: what would be submitted, and the sbatch script
         return []
     if cfg.launch.parallel > 1 and not cfg.dry_run:
         return launch.run_parallel(runs, cfg)

@@ -42,3 +42,18 @@ class CountingBN:
     def __call__(self, loader, model, device=None, weighting="batch"):
         self.calls += 1
         update_bn(loader, model, device, weighting)
+
+
+def make_cifar_images(root: Path, name: str = "cifar10", per_class: int = 2, classes: int = 10) -> None:
+    """``<root>/<name>/{train,test}/class<c>/<k>.jpg``: random 32x32 JPEGs, ``per_class`` per class and
+    split (the layout of CIFAR-10 as JPEGs)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for c in range(classes):
+            for k in range(per_class):
+                path = Path(root) / name / split / f"class{c:02d}" / f"{k:04d}.jpg"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path, "JPEG")

@@ -18,6 +18,8 @@ from subspaces.data.label_noise import noise_file, noisy_targets
 from subspaces.data.tensor_loader import crop_and_flip
 from subspaces.utils.errors import UserError
 
+from tests.helpers import make_cifar_images
+
 WNIDS = ["n03", "n01", "n02"]  # deliberately unsorted: class indices follow sorted order
 COLOURS = {"n01": (255, 0, 0), "n02": (0, 255, 0), "n03": (0, 0, 255)}
 
@@ -516,3 +518,41 @@ def test_tinyimagenet_binary_annotations_are_one_line(tmp_path):
     (tmp_path / "tiny-imagenet-200" / "val" / "val_annotations.txt").write_bytes(bytes(range(256)))
     with pytest.raises(UserError, match="re-extract"):
         get_dataset(cfg(tmp_path, set="TinyImageNet"))
+
+
+# --- CIFAR as image files (e.g. the JPEG re-encoding of CIFAR-10) ----------------------------------
+
+
+def test_cifar10_as_jpegs_gives_the_loaders_of_its_batches(tmp_path):
+    """<data>/cifar10/{train,test}/<class>/*.jpg read as CIFAR10: exactly the batches and
+    augmentation of the pickled batches holding the same pixels (in the folders' order)."""
+    from subspaces.data.folders import decode_all, scan
+
+    make_cifar_images(tmp_path / "jpg")
+    root = tmp_path / "jpg" / "cifar10"
+    classes = {f"class{c:02d}": c for c in range(10)}
+    samples = {split: scan(str(root / split), classes) for split in ("train", "test")}
+    pixels = {split: decode_all([p for p, _ in s]).reshape(len(s), -1) for split, s in samples.items()}
+    d = tmp_path / "pickled" / "cifar10" / "cifar-10-batches-py"
+    for i in range(5):  # the same images, in the same order, as five training batches and a test batch
+        part = slice(i * 4, (i + 1) * 4)
+        write_pickle(d / f"data_batch_{i + 1}", {b"data": pixels["train"][part], b"labels": [t for _, t in samples["train"][part]]})
+    write_pickle(d / "test_batch", {b"data": pixels["test"], b"labels": [t for _, t in samples["test"]]})
+    jpgs = get_dataset(cfg(tmp_path / "jpg", set="CIFAR10"))
+    batches = get_dataset(cfg(tmp_path / "pickled", set="CIFAR10"))
+    assert (jpgs.num_classes, jpgs.image_size, jpgs.default_model_name) == (10, 32, "cifar_resnet_20")
+    assert same_batches(all_batches(jpgs.val_loader), all_batches(batches.val_loader))
+    for epoch in (0, 1):
+        jpgs.set_epoch(epoch)
+        batches.set_epoch(epoch)
+        assert same_batches(all_batches(jpgs.train_loader), all_batches(batches.train_loader))
+
+
+def test_cifar_image_folders_that_do_not_fit_are_one_line(tmp_path):
+    make_cifar_images(tmp_path / "few", classes=3)
+    with pytest.raises(UserError, match="need 10 class folders in both train/ and test/ .found 3"):
+        get_dataset(cfg(tmp_path / "few", set="CIFAR10"))
+    make_cifar_images(tmp_path / "deep", name="cifar10")
+    with pytest.raises(UserError, match=r"--data .*cifar10 holds CIFAR10 itself; --data is the folder that holds the data sets"):
+        get_dataset(cfg(tmp_path / "deep" / "cifar10", set="CIFAR10"))
+    assert tree(tmp_path / "deep" / "cifar10").count("cifar10") == 0  # nothing made inside it

@@ -6,6 +6,7 @@ so the weights and numbers match the one-process run of the same settings (up to
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -136,3 +137,61 @@ def test_flags_a_run_of_several_processes_refuses(monkeypatch, flags, fix):
     monkeypatch.setenv("RANK", "0")
     with pytest.raises(UserError, match=fix):
         main_mod.check_settings(parse_args(flags))
+
+
+# --- a rank that stops answering (--dist-timeout) ---------------------------------------------------
+
+
+def _rank(rank: int, argv: list, port: int, out: Path) -> subprocess.Popen:
+    """One rank of a two-process run, started as torchrun would (env://), so the test knows its pid;
+    its output goes to a file (a full pipe would block it)."""
+    env = {**ENV, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
+    with open(out, "w") as f:
+        return subprocess.Popen([sys.executable, str(ROOT / "main.py")] + [str(a) for a in argv], cwd=ROOT, env=env,
+                                stdout=f, stderr=subprocess.STDOUT, text=True)
+
+
+def test_a_stopped_rank_is_named_in_one_line_after_the_timeout(tmp_path):
+    """SIGSTOP one rank mid-training: the other exits with status 1 and one line naming it within
+    --dist-timeout and a margin (not PyTorch's 30 minutes), leaving no results row and only whole checkpoints."""
+    import signal
+    import time
+
+    timeout, log = 3, tmp_path / "logs"
+    argv = LINE + ["--width-mult", "0.25", "--batch-size", "64", "--epochs", "500", "--save", "--save-epochs", "1",
+                   "--log-dir", log, "--name", "hang", "--dist-timeout", timeout]
+    port = distributed._free_port()
+    ranks = [_rank(r, argv, port, tmp_path / f"rank{r}.out") for r in (0, 1)]
+    try:
+        deadline = time.monotonic() + 120
+        while not list(log.glob("hang+try=0/epoch_1_iter_*.pt")):  # training: past the first epoch
+            assert time.monotonic() < deadline and ranks[0].poll() is None, (tmp_path / "rank0.out").read_text()[-3000:]
+            time.sleep(0.1)
+        os.kill(ranks[1].pid, signal.SIGSTOP)
+        stopped = time.monotonic()
+        ranks[0].wait(timeout=120)
+        waited = time.monotonic() - stopped
+    finally:
+        for p in ranks:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p.pid, signal.SIGCONT)
+                p.kill()
+            p.wait()
+    err = (tmp_path / "rank0.out").read_text()
+    last = err.strip().splitlines()[-1]
+    assert ranks[0].returncode == 1 and "Traceback" not in err, err[-3000:]
+    assert last.startswith(f"error: rank 1 (pid {ranks[1].pid} on ") and "stopped answering" in last and "--dist-timeout" in last
+    assert waited < timeout + 30  # the collective's timeout, the heartbeat check, and a loaded machine's exit
+    assert not (log / "results.csv").exists()
+    for ck in log.glob("hang+try=0/*.pt"):
+        assert torch.load(ck, weights_only=True)["state_dicts"]
+    assert not [p for p in (log / "hang+try=0").iterdir() if p.name.endswith(".tmp") or p.name.startswith(".")]
+
+
+def test_dist_timeout_default_and_bad_values():
+    assert distributed.collective_timeout(None, torch.device("cpu")) == distributed.GLOO_TIMEOUT_S == 300
+    assert distributed.collective_timeout(None, torch.device("cuda")) == distributed.NCCL_TIMEOUT_S
+    assert distributed.collective_timeout(7, torch.device("cuda")) == 7.0
+    for bad in ("0", "-1", "nan"):
+        with pytest.raises(UserError, match="--dist-timeout"):
+            main_mod.check_settings(parse_args(["--dist-timeout", bad]))

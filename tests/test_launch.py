@@ -5,6 +5,7 @@ Every sweep here is a Digits smoke sweep (1 epoch, a tiny model) in a temporary 
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -58,6 +59,8 @@ def run_folders(root: Path) -> list:
     (["--launcher", "slurm", "--parallel", "2"], "--slurm-array-parallelism"),
     (["--launcher", "slurm", "--device", "cuda", "--gpus-per-node", "0"], "--gpus-per-node 1"),
     (["--launcher", "slurm", "--nodes", "0"], "--nodes 0 must be at least 1"),
+    (["--slurm-setup", "module load cuda"], "--slurm-setup is an option of --launcher slurm"),
+    (["--launcher", "slurm", "--slurm-setup-file", "/nonexistent/setup.sh"], "--slurm-setup-file /nonexistent/setup.sh cannot be read"),
 ])
 def test_launch_flags_of_the_other_launcher_are_refused(tmp_path, capsys, argv, says):
     mod = config(LINES)
@@ -71,7 +74,8 @@ def test_every_config_script_takes_the_launch_flags():
     text = subprocess.run([sys.executable, str(ROOT / "experiment_configs" / "cifar10" / "ensembles" / "eval_ensembles.py"),
                            "--help"], capture_output=True, text=True, timeout=120).stdout
     for flag in ("--launcher {local,slurm}", "--parallel K", "--partition", "--gpus-per-node", "--nodes", "--cpus-per-task",
-                 "--mem-gb", "--timeout-min", "--slurm-array-parallelism", "--slurm-extra"):
+                 "--mem-gb", "--timeout-min", "--slurm-array-parallelism", "--slurm-extra", "--slurm-setup LINE",
+                 "--slurm-setup-file FILE"):
         assert flag in text, flag
     assert "--slurm-cluster" not in text  # for tests only
     with pytest.raises(SystemExit):
@@ -179,6 +183,48 @@ def test_slurm_parameters_and_dependencies(tmp_path, monkeypatch):
     assert make_config(config(LINES).SETUP, launcher="slurm").base.device == "cuda"  # the jobs' GPUs decide
 
 
+def test_slurm_setup_lines_come_before_the_job(tmp_path, monkeypatch):
+    """--slurm-setup-file's lines, then each --slurm-setup in order, then the PYTHONPATH export."""
+    import submitit
+
+    monkeypatch.setattr(submitit.SlurmExecutor, "affinity", staticmethod(lambda: 1))
+    setup = tmp_path / "setup.sh"
+    setup.write_text("# the cluster's modules\n\nsource /etc/profile.d/modules.sh\n")
+    cfg = smoke(tmp_path / "r", launcher="slurm", slurm_setup_file=str(setup),
+                slurm_setup=["module load cuda/12.1", "conda activate subspaces"])
+    text = launch.make_executor(cfg, set())._executor._make_submission_file_text("python -u -m submitit.core._submit x", "uid")
+    lines = text.splitlines()
+    order = [lines.index(x) for x in ("source /etc/profile.d/modules.sh", "module load cuda/12.1", "conda activate subspaces")]
+    assert order == sorted(order) and order[-1] < next(i for i, x in enumerate(lines) if x.startswith("export PYTHONPATH="))
+    assert "# the cluster's modules" not in text
+
+
+def test_slurm_dry_run_shows_the_sbatch_script_and_submits_nothing(tmp_path, capsys):
+    """No Slurm needed: the runs it would submit, the array's sbatch script (partition, GPUs, time,
+    setup lines, array size, the dependency on training jobs in flight); nothing written."""
+    train, evaluate = config(LINES), config("one_dimensional_subspaces/eval_lines")
+    root = tmp_path / "r"
+    argv = ["--smoke", "--log-dir", str(root), "--launcher", "slurm", "--partition", "gpu", "--gpus-per-node", "2",
+            "--timeout-min", "90", "--slurm-array-parallelism", "1", "--slurm-setup", "module load cuda/12.1", "--dry-run"]
+    assert run_cli(train.runs, train.SETUP, argv=argv) == 0
+    out = capsys.readouterr().out
+    assert out.count(": new, would be submitted") == 2 and "2 job(s) would be submitted" in out
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=2", "#SBATCH --ntasks-per-node=2", "#SBATCH --time=90",
+                 "#SBATCH --array=0-1%1", "#SBATCH --job-name=subspaces-digits"):
+        assert line in out, line
+    assert out.index("module load cuda/12.1") < out.index("export PYTHONPATH=") and "dependency" not in out
+    assert not root.exists()
+    # An evaluation: one training run's job is in flight (its id in jobs.json), the other is not submitted.
+    cfg = make_config(train.SETUP, sweep.build_parser().parse_args(argv))
+    first = next(iter(train.runs(cfg))).settings
+    launch.JobRegistry(cfg).record({sweep.run_label(first, cfg): "4242_0"})
+    assert run_cli(evaluate.runs, evaluate.SETUP, argv=argv) == 0
+    out = capsys.readouterr().out
+    assert "#SBATCH --dependency=afterok:4242_0" in out and "#SBATCH --array=0-0%1" in out
+    assert out.count("would be submitted") == 2 and "--launcher slurm`, not submitted" in out
+    assert sorted(p.name for p in (root / "slurm").iterdir()) == ["jobs.json", "jobs.json.lock"]
+
+
 def test_a_job_of_several_tasks_exports_the_ddp_environment(monkeypatch):
     monkeypatch.setattr(os, "environ", {k: v for k, v in os.environ.items() if k not in DDP_VARS})  # restored after
     assert launch.ddp_environment() is None  # not in a job
@@ -224,6 +270,49 @@ def test_a_failed_run_of_a_parallel_sweep_is_reported_and_the_others_finish(tmp_
     out = capsys.readouterr().out
     assert "failed (exit status 2): ImageFolder data not found" in out and ": done in" in out
     assert list(accuracies(tmp_path)) == [good.settings.name + "+try=0"]
+
+
+def _gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie that no one reaps has ended too)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_the_children_of_a_killed_parallel_sweep_stop_with_it(tmp_path):
+    """SIGKILL the parent of a --parallel 2 sweep while both children train: they stop within
+    seconds (a checkpoint, no results row), instead of training on as orphans."""
+    import re
+    import signal
+
+    script = ROOT / "experiment_configs" / "digits" / "one_dimensional_subspaces" / "train_lines.py"
+    cmd = [sys.executable, str(script), "--smoke", "--epochs", "400", "--seeds", "0,1", "--parallel", "2", "--log-dir", str(tmp_path)]
+    parent = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    family, pids = tmp_path / "one-dimensional-subspaces", []
+    try:
+        deadline = time.time() + 120
+        while len(list(family.glob("*+try=0/epoch_0_iter_0.pt"))) < 2:  # both children train
+            assert time.time() < deadline and parent.poll() is None
+            time.sleep(0.1)
+        for log in (tmp_path / "logs" / "one-dimensional-subspaces").glob("*.log"):
+            pids += [int(p) for p in re.findall(r"\(pid (\d+),", log.read_text())]
+        assert len(pids) == 2
+        parent.kill()
+        parent.wait()
+        deadline = time.time() + 20
+        while not all(_gone(p) for p in pids) and time.time() < deadline:
+            time.sleep(0.1)
+        assert all(_gone(p) for p in pids)
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+    assert not (family / "results.csv").exists()  # neither run finished: no row, whole or half
+    for ck in family.glob("*/*.pt"):
+        assert torch.load(ck, weights_only=True)["state_dicts"]
 
 
 # --- the per-run lock ----------------------------------------------------------------------------

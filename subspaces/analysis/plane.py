@@ -43,7 +43,7 @@ import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from subspaces.args import ints  # noqa: E402
+from subspaces.args import DATA_HELP, ints  # noqa: E402
 from subspaces.modes import SimplexCoefficients, load_endpoints, plain_state_dict, subspace_coefficients, subspace_layers  # noqa: E402
 from subspaces.utils.errors import UserError  # noqa: E402
 from subspaces.utils.io import atomic_write, atomic_write_text  # noqa: E402
@@ -373,7 +373,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--bn-weighting", choices=("batch", "sample"), default="batch", help="BatchNorm recompute: every batch (default) or every sample weighs the same")
     p.add_argument("--out", help="folder for the figure (default: the first checkpoint's folder)")
     p.add_argument("--name", default="plane", help="file name of the figure, without extension (default plane)")
-    p.add_argument("--data", help="folder holding the data sets (default: the checkpoint's --data)")
+    p.add_argument("--data", metavar="DIR", help=DATA_HELP + " (default: the checkpoint's --data)")
     p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:<i> (default cpu)")
     p.add_argument("--threads", type=int, metavar="N", help="PyTorch CPU threads (default: PyTorch's; 1 is fastest for Digits on a busy machine)")
     ns = p.parse_args(argv)

@@ -12,7 +12,6 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
-from torchvision import transforms
 
 from .base import apply_transform, eval_loader, train_loader
 from subspaces.utils.distributed import current
@@ -22,6 +21,8 @@ from .tensor_loader import TensorLoader
 
 def crop_transforms(size: int, pad: int, mean: Sequence[float], std: Sequence[float]) -> tuple:
     """(train, test) transforms: RandomCrop(size, pad) + flip + ToTensor + Normalize; test the last two."""
+    from torchvision import transforms  # here: importing torchvision costs seconds, which Digits runs skip
+
     normalize = transforms.Normalize(list(mean), list(std))
     train = transforms.Compose([transforms.RandomCrop(size, padding=pad), transforms.RandomHorizontalFlip(),
                                 transforms.ToTensor(), normalize])

@@ -1,4 +1,5 @@
-"""CIFAR-10 and CIFAR-100 from the canonical pickled batches, read directly (no md5 checks).
+"""CIFAR-10 and CIFAR-100 from the canonical pickled batches, read directly (no md5 checks), or from
+the same images as files (``train/<class>/*.jpg``, ``test/<class>/*.jpg``, e.g. CIFAR-10 as JPEGs).
 
 The batches are pickles, and a pickle can run any code when loaded: they are read by an
 unpickler that allows only what the real files hold (dicts, lists, strings, ints and uint8
@@ -16,6 +17,7 @@ from subspaces.utils.errors import UserError
 
 from .arrays import array_loaders
 from .base import DATASETS, IMAGENET_MEAN, IMAGENET_STD, DataBundle, data_root, maybe_noisy, noise_cache_dir
+from .folders import decode_all, find_classes, scan
 
 # Per set: folder under --data, folder of the batches, training files, test file, label key.
 LAYOUTS = {
@@ -101,10 +103,45 @@ def _download(name: str, root: str) -> None:
     getattr(torchvision.datasets, name)(root, download=True)
 
 
+def has_image_folders(root: str) -> bool:
+    """Whether ``root`` holds the set as image files: ``train/`` and ``test/`` class folders."""
+    return all(os.path.isdir(os.path.join(root, split)) for split in ("train", "test"))
+
+
+def read_image_folders(root: str, name: str, num_classes: int) -> tuple:
+    """(x_train, y_train, x_test, y_test) of ``root/{train,test}/<class>/*`` images, decoded to
+    uint8 (N, 3, 32, 32) as the pickled batches hold them; class indices follow the sorted folder
+    names (CIFAR-10's airplane, automobile, ..., truck and CIFAR-100's names sort into the batches'
+    label order)."""
+    train_dir, test_dir = os.path.join(root, "train"), os.path.join(root, "test")
+    classes = find_classes(train_dir)
+    if len(classes) != num_classes or sorted(find_classes(test_dir)) != classes:
+        raise UserError(f"{name} images in {root} need {num_classes} class folders in both train/ and test/ "
+                        f"(found {len(classes)} in train/, {len(find_classes(test_dir))} in test/); fix the folders "
+                        "or pass --set ImageFolder --data <the folder holding train/ and test/> for another set")
+    class_to_idx = {c: i for i, c in enumerate(classes)}
+    out = []
+    for split in (train_dir, test_dir):
+        samples = scan(split, class_to_idx)
+        if not samples:
+            raise UserError(f"no images found in {split}/<class>/; put {name}'s images there")
+        x = decode_all([p for p, _ in samples], fix=f"{name} images are 32x32; resize them or pass --set ImageFolder")
+        if x.shape[1:] != (3, 32, 32):
+            raise UserError(f"{samples[0][0]} is {x.shape[2]}x{x.shape[3]}, not a 32x32 {name} image; "
+                            "resize the images or pass --set ImageFolder")
+        out += [x, np.array([t for _, t in samples], dtype=np.int64)]
+    return tuple(out)
+
+
 def _ensure(name: str, root: str, files: "list[str]", settings) -> None:
     if all(os.path.isfile(p) for p in files):
         return
     parent = os.path.expanduser(settings.data)
+    sub = os.path.basename(os.path.dirname(files[0]))
+    if not os.path.isdir(root) and (has_image_folders(parent) or os.path.isdir(os.path.join(parent, sub))):
+        # --data names the set's own folder: one meaning of --data everywhere, so no guessing here
+        raise UserError(f"--data {settings.data} holds {name} itself; --data is the folder that holds the data sets: "
+                        f"pass --data <its parent>, with this folder named {os.path.basename(root)}/")
     # Download only into an existing --data folder: a mistyped path must not grow a tree.
     if os.path.isdir(parent):
         existed = os.path.exists(root)
@@ -114,9 +151,9 @@ def _ensure(name: str, root: str, files: "list[str]", settings) -> None:
             if not existed:
                 shutil.rmtree(root, ignore_errors=True)
     if not all(os.path.isfile(p) for p in files):
-        sub = os.path.basename(os.path.dirname(files[0]))
-        raise UserError(f"{name} not found at {root} (expected {sub}/ with the pickled batches; download "
-                        f"failed or was not possible); pass --data <folder holding {os.path.basename(root)}/{sub}>")
+        raise UserError(f"{name} not found at {root} (expected {sub}/ with the pickled batches, or the images in "
+                        f"train/<class>/ and test/<class>/; download failed or was not possible); "
+                        f"pass --data <folder holding {os.path.basename(root)}/>")
 
 
 class _CIFAR(DataBundle):
@@ -128,9 +165,12 @@ class _CIFAR(DataBundle):
         root = data_root(settings, folder)
         train_paths = [os.path.join(root, sub, f) for f in train_files]
         test_path = os.path.join(root, sub, test_file)
-        _ensure(self.name, root, train_paths + [test_path], settings)
-        x_tr, y_tr = read_batches(train_paths, key, self.num_classes)
-        x_te, y_te = read_batches([test_path], key, self.num_classes)
+        if has_image_folders(root) and not os.path.isdir(os.path.join(root, sub)):
+            x_tr, y_tr, x_te, y_te = read_image_folders(root, self.name, self.num_classes)
+        else:
+            _ensure(self.name, root, train_paths + [test_path], settings)
+            x_tr, y_tr = read_batches(train_paths, key, self.num_classes)
+            x_te, y_te = read_batches([test_path], key, self.num_classes)
         y_tr, record = maybe_noisy(y_tr, self.num_classes, settings, noise_cache_dir(root, settings), self.name)
         train, val = array_loaders(x_tr, y_tr, x_te, y_te, settings, 4, IMAGENET_MEAN, IMAGENET_STD)
         super().__init__(train, val, num_classes=self.num_classes, in_channels=3, image_size=32,
@@ -139,13 +179,14 @@ class _CIFAR(DataBundle):
 
 @DATASETS.register
 class CIFAR10(_CIFAR):
-    """CIFAR-10 under ``<data>/cifar10/cifar-10-batches-py``; RandomCrop(32, 4) + flip, normalised."""
+    """CIFAR-10 under ``<data>/cifar10/``: ``cifar-10-batches-py/``, or the images in ``train/<class>/``
+    and ``test/<class>/``; RandomCrop(32, 4) + flip, normalised (the same for both)."""
 
     name, num_classes = "CIFAR10", 10
 
 
 @DATASETS.register
 class CIFAR100(_CIFAR):
-    """CIFAR-100 under ``<data>/cifar100/cifar-100-python`` (fine labels); as CIFAR-10 otherwise."""
+    """CIFAR-100 under ``<data>/cifar100/``: ``cifar-100-python/`` (fine labels) or the images; as CIFAR-10 otherwise."""
 
     name, num_classes = "CIFAR100", 100

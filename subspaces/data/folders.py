@@ -75,8 +75,10 @@ def _decode_chunk(paths: "list[str]") -> "list[torch.Tensor]":
     return [decode_image(d, mode=ImageReadMode.RGB) for d in data]
 
 
-def decode_all(paths: "list[str]", threads: Optional[int] = None, chunk: int = 1024) -> np.ndarray:
-    """All images as one uint8 array (N, 3, H, W); they must share one size. Decoded by a thread pool."""
+def decode_all(paths: "list[str]", threads: Optional[int] = None, chunk: int = 1024,
+               fix: str = "--data-on-device needs images of one size (resize them, or drop --data-on-device)") -> np.ndarray:
+    """All images as one uint8 array (N, 3, H, W); they must share one size (else a UserError
+    ending in ``fix``). Decoded by a thread pool."""
     if not paths:
         raise UserError("no images to decode")
     with warnings.catch_warnings():
@@ -87,8 +89,7 @@ def decode_all(paths: "list[str]", threads: Optional[int] = None, chunk: int = 1
     def put(start: int) -> None:
         for i, img in enumerate(_decode_chunk(paths[start:start + chunk]), start):
             if img.shape != first.shape:
-                raise UserError(f"{paths[i]} is {tuple(img.shape[1:])} but {paths[0]} is {tuple(first.shape[1:])}; "
-                                "--data-on-device needs images of one size (resize them, or drop --data-on-device)")
+                raise UserError(f"{paths[i]} is {tuple(img.shape[1:])} but {paths[0]} is {tuple(first.shape[1:])}; {fix}")
             out[i] = img.numpy()
 
     # torchvision 0.29 deprecates its decoders in favour of torchcodec; they remain the fastest here.

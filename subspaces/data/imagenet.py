@@ -3,18 +3,22 @@ from __future__ import annotations
 
 import os
 
-from torchvision import transforms
-
 from subspaces.utils.errors import UserError
 
 from .base import (DATASETS, IMAGENET_MEAN, IMAGENET_STD, DataBundle, data_root, eval_loader, maybe_noisy,
                    noise_cache_dir, require, train_loader)
 from .folders import FileDataset, find_classes, scan
 
-NORMALIZE = transforms.Normalize(list(IMAGENET_MEAN), list(IMAGENET_STD))
-TRAIN_TF = transforms.Compose([transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip(),
-                               transforms.ToTensor(), NORMALIZE])
-TEST_TF = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(), NORMALIZE])
+
+
+def imagenet_transforms() -> tuple:
+    """(train, test): RandomResizedCrop(224) + flip; Resize(256) + CenterCrop(224); both normalised."""
+    from torchvision import transforms  # here: importing torchvision costs seconds, which Digits runs skip
+
+    normalize = transforms.Normalize(list(IMAGENET_MEAN), list(IMAGENET_STD))
+    train = transforms.Compose([transforms.RandomResizedCrop(224), transforms.RandomHorizontalFlip(),
+                                transforms.ToTensor(), normalize])
+    return train, transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor(), normalize])
 
 
 def _no_device(settings, name: str) -> None:
@@ -27,10 +31,11 @@ def imagenet_loaders(train_samples: list, test_samples: list, classes: list, set
                      set_name: str) -> tuple:
     """(train, val, label-noise record) with the standard crops: RandomResizedCrop(224) + flip; Resize(256) + CenterCrop(224)."""
     _no_device(settings, set_name)
-    train = FileDataset(train_samples, classes, TRAIN_TF)
+    train_tf, test_tf = imagenet_transforms()
+    train = FileDataset(train_samples, classes, train_tf)
     targets, record = maybe_noisy(train.targets, len(classes), settings, noise_dir, set_name)
     train.targets = [int(t) for t in targets]
-    return train_loader(train, settings), eval_loader(FileDataset(test_samples, classes, TEST_TF), settings), record
+    return train_loader(train, settings), eval_loader(FileDataset(test_samples, classes, test_tf), settings), record
 
 
 def _imagenet_dirs(settings) -> tuple:

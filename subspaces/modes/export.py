@@ -26,7 +26,7 @@ from typing import Optional, Sequence
 
 import torch
 
-from subspaces.args import floats, program_name
+from subspaces.args import DATA_HELP, floats, program_name
 from subspaces.utils.checkpoint import count_non_finite, load_checkpoint, load_model_state, save_checkpoint
 from subspaces.utils.errors import UserError
 from subspaces.utils.io import check_new_file
@@ -138,7 +138,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--update-bn", action="store_true", help="recompute BatchNorm statistics at the point over the training set")
     p.add_argument("--bn-weighting", choices=("batch", "sample"), default="batch",
                    help="with --update-bn: every batch (the original's, default) or every sample weighs the same, as --bn-weighting of main.py")
-    p.add_argument("--data", help="folder holding the data sets (default: the checkpoint's --data)")
+    p.add_argument("--data", metavar="DIR", help=DATA_HELP + " (default: the checkpoint's --data)")
     p.add_argument("--device", default="cpu", help="device for the BatchNorm recompute (default: cpu)")
     ns = p.parse_args(argv)
     try:

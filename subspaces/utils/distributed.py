@@ -16,11 +16,15 @@ the trainers and the evaluation code call it unconditionally:
 """
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import os
+import socket
+import threading
+import time
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -49,11 +53,40 @@ def env_world() -> World:
     return World(int(os.environ["RANK"]), size, int(os.environ.get("LOCAL_RANK", os.environ["RANK"])))
 
 
-def init_process_group(world: World, device: torch.device) -> None:
-    """Join the process group of ``world`` (NCCL for CUDA, Gloo for CPU), once per process."""
+# How long a collective waits for the other processes before the run stops (``--dist-timeout``).
+# Gloo (CPUs): 5 minutes, ample for rank 0 writing a checkpoint while the others wait. NCCL (GPUs):
+# PyTorch's own NCCL default, 10 minutes: GPU runs wait at collectives while rank 0 writes
+# checkpoints of large models (ImageNet ResNet50 lines: hundreds of MB, often to network storage)
+# and while torch.compile or cudnn autotuning runs on each rank at different speeds.
+GLOO_TIMEOUT_S = 300.0
+NCCL_TIMEOUT_S = 600.0
+# Joining the process group waits at least this long for every rank to start (a Slurm job's
+# nodes, or processes importing PyTorch on a loaded machine, start minutes apart).
+JOIN_TIMEOUT_S = 600.0
+
+
+def collective_timeout(seconds: Optional[float], device: torch.device) -> float:
+    """``--dist-timeout`` in seconds, or the backend's default when it is unset."""
+    if seconds is not None:
+        return float(seconds)
+    return NCCL_TIMEOUT_S if device.type == "cuda" else GLOO_TIMEOUT_S
+
+
+def init_process_group(world: World, device: torch.device, timeout_s: Optional[float] = None) -> None:
+    """Join the process group of ``world`` (NCCL for CUDA, Gloo for CPU), once per process.
+
+    Collectives wait ``timeout_s`` (``--dist-timeout``; the backend's default when None) for the
+    other ranks; joining waits at least :data:`JOIN_TIMEOUT_S`. Every rank then beats a heartbeat
+    into the rendezvous store, so a rank whose collective timed out can name the one that stopped
+    (:func:`lost_peer`).
+    """
     if world.size > 1 and not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        dist.init_process_group(backend, rank=world.rank, world_size=world.size, timeout=datetime.timedelta(minutes=30))
+        timeout = datetime.timedelta(seconds=collective_timeout(timeout_s, device))
+        join = max(timeout, datetime.timedelta(seconds=JOIN_TIMEOUT_S))
+        store, _, _ = next(dist.rendezvous("env://", world.rank, world.size, timeout=join))  # honours torchrun's agent store
+        dist.init_process_group(backend, store=store, rank=world.rank, world_size=world.size, timeout=timeout)
+        _start_heartbeat(store, world, timeout.total_seconds())
 
 
 def current() -> World:
@@ -145,6 +178,96 @@ def wrap(models: list, device: torch.device, world: World) -> list:
 
     ids = [device.index] if device.type == "cuda" else None
     return [DDP(m, device_ids=ids) if any(p.requires_grad for p in m.parameters()) else m for m in models]
+
+
+# --- a rank that stops answering (--dist-timeout) -------------------------------------------------
+
+HEARTBEAT_S = 0.5  # how often each rank shows, in the rendezvous store, that it still runs
+_ALIVE, _WHO = "subspaces/alive/{}", "subspaces/who/{}"
+# This process's heartbeat: the rendezvous store's address and the collectives' timeout. Set once,
+# with the process group (which is process-wide state of torch.distributed too).
+_heartbeat: dict = {}
+# What a collective's RuntimeError says when a peer stopped or went away (Gloo raises plain
+# RuntimeErrors; newer PyTorch raises DistError subclasses).
+_LOST = ("timed out", "timeout", "connection closed", "connection reset", "broken pipe", "connection refused")
+
+
+class PeerLost(Exception):
+    """A collective failed because another rank stopped answering; the message names it."""
+
+
+def _start_heartbeat(store, world: World, timeout_s: float) -> None:
+    """Start this rank's heartbeat: a daemon thread that adds 1 to ``subspaces/alive/<rank>`` in the
+    rendezvous store every :data:`HEARTBEAT_S`, through its own store client. A stopped (SIGSTOP),
+    dead or frozen process stops counting; a live one counts on while it waits in a collective."""
+    _heartbeat.update(address=(store.host, store.port), timeout_s=timeout_s)
+    threading.Thread(target=_beat, args=(store.host, store.port, world.rank), name="subspaces-heartbeat", daemon=True).start()
+
+
+def _beat(host: str, port: int, rank: int) -> None:
+    try:
+        client = dist.TCPStore(host, port, is_master=False, timeout=datetime.timedelta(seconds=JOIN_TIMEOUT_S))
+        client.set(_WHO.format(rank), f"pid {os.getpid()} on {socket.gethostname()}")
+        while True:
+            client.add(_ALIVE.format(rank), 1)
+            time.sleep(HEARTBEAT_S)
+    except Exception:  # the store went away: the run ended (or its host did), nothing left to show
+        return
+
+
+def _silent_ranks(world: World, wait_s: float) -> Optional[dict]:
+    """``{rank: "pid P on HOST"}`` of the other ranks whose heartbeat did not move for ``wait_s``;
+    None when the rendezvous store itself does not answer."""
+    host, port = _heartbeat["address"]
+    others = [r for r in range(world.size) if r != world.rank]
+    try:
+        client = dist.TCPStore(host, port, is_master=False, timeout=datetime.timedelta(seconds=wait_s + 5))
+        before = {r: client.add(_ALIVE.format(r), 0) for r in others}  # add 0: read without waiting for the key
+        time.sleep(wait_s)
+        silent = [r for r in others if client.add(_ALIVE.format(r), 0) == before[r]]
+        return {r: client.get(_WHO.format(r)).decode() if client.check([_WHO.format(r)]) else "not started" for r in silent}
+    except Exception:  # DistStoreError, DistNetworkError, RuntimeError: the store's host is gone too
+        return None
+
+
+def lost_peer(error: BaseException, wait_s: float = 5 * HEARTBEAT_S) -> Optional[PeerLost]:
+    """The one-line :class:`PeerLost` that explains ``error``, a collective's timeout or lost
+    connection, by naming the rank(s) whose heartbeat stopped; None for any other error.
+
+    Gloo (CPUs) raises such errors in the waiting rank. NCCL's watchdog ends the process itself
+    after the timeout (its log names the collective), so on GPUs this line may not come."""
+    world = current()
+    text = str(error).lower()
+    if world.size == 1 or not _heartbeat or not isinstance(error, RuntimeError) or not any(m in text for m in _LOST):
+        return None
+    t = _heartbeat["timeout_s"]
+    timed_out = "time" in text
+    fix = f"if it is only slow (a long checkpoint write, compilation), raise --dist-timeout (now {t:g} s)"
+    silent = _silent_ranks(world, wait_s)
+    if silent is None:
+        host, port = _heartbeat["address"]
+        return PeerLost(f"rank {world.rank} of {world.size}: the rendezvous store at {host}:{port} does not answer "
+                        f"either: its host (rank 0, or torchrun) stopped answering; {fix}")
+    if not silent:
+        return PeerLost(f"rank {world.rank} of {world.size}: a collective {'timed out' if timed_out else 'lost a connection'} "
+                        f"while every rank still runs: one is stuck or slower elsewhere (data loading, a file system); {fix}")
+    them = "it" if len(silent) == 1 else "them"
+    what = f"a collective waited --dist-timeout {t:g} s for {them}" if timed_out else f"the connection to {them} closed"
+    names = ", ".join(f"{r} ({who})" for r, who in silent.items())
+    return PeerLost(f"rank{'s' if len(silent) > 1 else ''} {names} of {world.size} stopped answering: {what}; {fix}")
+
+
+@contextlib.contextmanager
+def peer_failures() -> Iterator[None]:
+    """Turn a collective's failure inside the block into the one-line :class:`PeerLost` naming the
+    rank that stopped answering (other errors pass unchanged)."""
+    try:
+        yield
+    except RuntimeError as e:
+        lost = lost_peer(e)
+        if lost is None:
+            raise
+        raise lost from None
 
 
 # --- --multigpu: one process per GPU, spawned as torchrun would start them ------------------------
