@@ -427,10 +427,12 @@ def _checked(s: Settings, world_size: str) -> Settings:
 
 def same_run(saved: dict, s: Settings, ignore: frozenset = NOT_IDENTITY) -> bool:
     """Whether ``settings.txt`` contents ``saved`` describe the run ``s`` (fields left unset in ``s``,
-    such as the data set's default model, match anything)."""
+    such as the data set's default model, match anything; but a ``model_name`` left unset beside a
+    given ``model`` means that model's own default, so it matches only an unset one)."""
     for f in dataclasses.fields(Settings):
         mine = getattr(s, f.name)
-        if f.name in ignore or f.name not in saved or mine is None or (f.name == "n" and mine == -1):
+        unset_means_default = f.name == "model_name" and s.model is not None
+        if f.name in ignore or f.name not in saved or (mine is None and not unset_means_default) or (f.name == "n" and mine == -1):
             continue
         theirs = saved[f.name]
         if isinstance(mine, tuple):

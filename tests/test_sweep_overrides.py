@@ -58,3 +58,16 @@ def test_model_without_model_name_takes_the_class_default():
     assert make_config(setup, model="ResNet18", model_name="x").base.model_name == "x"
     assert make_config(setup, model_name="cifar_resnet_56").base.model == "CIFARResNet"
     assert make_config(setup).base.model_name == "cifar_resnet_20"
+
+
+def test_a_model_without_model_name_is_not_the_run_with_another_model_name():
+    """``--model X`` alone means X's default name: an earlier run of X with another --model-name is
+    another run (it was skipped as done); unset fields elsewhere still match the saved defaults."""
+    from subspaces.args import Settings
+    from subspaces.sweep import same_run
+
+    earlier = Settings(model="CIFARResNet", model_name="cifar_resnet_8_32").to_dict()
+    assert not same_run(earlier, Settings(model="CIFARResNet"))
+    assert same_run(earlier, Settings(model="CIFARResNet", model_name="cifar_resnet_8_32"))
+    assert same_run(Settings(model="CIFARResNet").to_dict(), Settings(model="CIFARResNet"))
+    assert same_run(Settings(model="DigitsConvNet").to_dict(), Settings())  # the data set's default model
