@@ -97,11 +97,15 @@ class RunContext:
     checkpoint_due: Callable[[int], bool] = lambda it: False
     timer_due: Callable[[], bool] = lambda: False
     world: World = World()
+    # The global training step the run has reached (steps done; the run loop sets it): the x of the
+    # TensorBoard scalars a trainer logs without a step of its own, so that training and test
+    # scalars share one axis, that of the checkpoints' ``iter``.
+    step: int = 0
 
-    def log_scalar(self, tag: str, value: float, step: int) -> None:
-        """Write a TensorBoard scalar when the run is saved."""
+    def log_scalar(self, tag: str, value: float, step: Optional[int] = None) -> None:
+        """Write a TensorBoard scalar when the run is saved, at ``step`` (default: :attr:`step`)."""
         if self.writer is not None:
-            self.writer.add_scalar(tag, value, step)
+            self.writer.add_scalar(tag, value, self.step if step is None else step)
 
     def take_resume(self, epoch: int) -> Position:
         """The position to start ``epoch`` at: the mid-epoch resume point once, then batch 0."""
