@@ -6,15 +6,28 @@ files and its checkpoint serve every test below.
 """
 from __future__ import annotations
 
+import io
+import sys
 from pathlib import Path
 
 import pytest
+import torch
+import torch.nn as nn
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from subspaces.utils import bn, distributed
+from subspaces.utils.distributed import World
 from tests.helpers import cli, final_ckpt
 
 LINE = ["--set", "Digits", "--conv-type", "LinesConv", "--bn-type", "LinesBN", "--batch-size", "64", "--width-mult", "0.25"]
 EPOCHS = 2
+
+
+class Terminal(io.StringIO):
+    """A stderr that says it is a terminal, as tqdm asks before drawing a bar."""
+
+    def isatty(self) -> bool:
+        return True
 
 
 def scalars(run_dir: Path) -> dict:
@@ -43,3 +56,21 @@ def test_training_and_test_scalars_share_the_global_step(line_run):
     assert [s for s, _ in tb["train/lr"]] == [per_epoch * e for e in range(EPOCHS)]
     loss_steps = [s for s, _ in tb["train/loss"]]
     assert loss_steps[0] == 0 and max(loss_steps) < steps and len(loss_steps) > EPOCHS
+
+
+def test_bars_only_on_a_terminal_and_on_rank_0(monkeypatch):
+    """The BatchNorm recompute draws a bar on a terminal; none when stderr is a file or a pipe
+    (a sweep's --quiet sends a run's output to sweep.log), nor on a DDP rank other than 0."""
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2))
+    batches = [(torch.randn(4, 1, 5, 5), torch.zeros(4)) for _ in range(3)]
+    for stderr, drawn in ((Terminal(), True), (io.StringIO(), False)):
+        monkeypatch.setattr(sys, "stderr", stderr)
+        bn.update_bn(batches, model)
+        assert ("BatchNorm statistics" in stderr.getvalue()) == drawn
+    from subspaces.utils.progress import progress_bar
+
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    monkeypatch.setattr(distributed, "current", lambda: World(rank=1, size=2))
+    assert progress_bar(batches, "x").disable
+    monkeypatch.setattr(distributed, "current", lambda: World(rank=0, size=2))
+    assert not progress_bar(batches, "x").disable

@@ -15,7 +15,6 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
-from tqdm import tqdm
 
 from subspaces.modes import subspace_coefficients
 from subspaces.utils import distributed
@@ -23,6 +22,7 @@ from subspaces.utils.distributed import World
 from subspaces.utils.errors import UserError
 from subspaces.utils.evaluation import autocast, to_device
 from subspaces.utils.modules import unwrap
+from subspaces.utils.progress import progress_bar
 from subspaces.utils.registry import Registry
 
 TRAINERS: Registry = Registry("trainer", "--trainer")
@@ -251,8 +251,7 @@ class Trainer:
         # ranks' sums are added at the end (a resumed sum restarts on rank 0).
         total = torch.full((), at.loss_sum * world.size if world.main else 0.0, device=ctx.device)
         checked = at.batch  # the steps before this one are known to have a finite loss
-        bar = tqdm(ctx.data.train_loader, total=n_batches - at.batch, desc=f"epoch {epoch + 1}/{s.epochs}",
-                   leave=False, dynamic_ncols=True, disable=None if world.main else True)
+        bar = progress_bar(ctx.data.train_loader, f"epoch {epoch + 1}/{s.epochs}", total=n_batches - at.batch, main=world.main)
         for batch_idx, (x, y) in enumerate(bar, start=at.batch):
             x, y = to_device(x, ctx.device, s.channels_last), y.to(ctx.device, non_blocking=True)
             # DDP: each rank's loss weighs its share of the global batch (exact for an uneven last one).

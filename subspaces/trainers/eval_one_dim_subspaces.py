@@ -19,6 +19,7 @@ from collections import Counter
 from subspaces.utils.bn import update_bn
 from subspaces.utils.errors import UserError
 from subspaces.utils.metrics import disagreement, feature_cossim, tv_distance
+from subspaces.utils.progress import progress_bar
 
 from .base import TRAINERS, ResultRow, RunContext, TestResult, Trainer
 from .evaluate import Evaluator, members_metrics, point_key, point_metrics
@@ -88,7 +89,8 @@ class EvalOneDimSubspaces(Trainer):
         results: dict = {}
         # A point's outputs are kept until its last pair is done; pairs (a, 1-a) and (1-a, a) share
         # both points, so visiting them together keeps at most two points in memory.
-        for i in sorted(range(len(pairs)), key=lambda i: (min(pairs[i]), i)):
+        order = sorted(range(len(pairs)), key=lambda i: (min(pairs[i]), i))
+        for i in progress_bar(order, "alpha pairs", total=len(order), main=ctx.world.main):
             a0, a1 = pairs[i]
             p1 = ev.outputs((a1,), s.update_bn)
             p0 = ev.outputs((a0,), s.update_bn)

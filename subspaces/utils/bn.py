@@ -15,6 +15,7 @@ from torch.optim.swa_utils import update_bn as _swa_update_bn
 
 from subspaces.utils import distributed
 from subspaces.utils.modules import unwrap
+from subspaces.utils.progress import progress_bar
 
 
 @torch.no_grad()
@@ -24,9 +25,20 @@ def update_bn(loader: Iterable, model: nn.Module, device: "torch.device | str | 
     # batch count as a Python number): recompute on the module inside (DataParallel's too).
     # Under DDP each rank averages its share of the batches; the ranks' averages are then combined
     # with their batch counts as weights: the statistics of a one-process pass over all batches.
-    counted = _Counted(distributed.shard(loader))
+    # A bar on a terminal (rank 0 only): over ImageNet's training set one recompute takes minutes.
+    counted = _Counted(progress_bar(distributed.shard(loader), "BatchNorm statistics", total=_shard_len(loader)))
     _swa_update_bn(counted, unwrap(model), device=device)
     distributed.average_bn_statistics(unwrap(model), counted.n)
+
+
+def _shard_len(loader: Iterable) -> "int | None":
+    """How many batches of ``loader`` this rank takes (None when the loader has no length)."""
+    try:
+        n = len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+    world = distributed.current()
+    return len(range(world.rank, n, world.size))
 
 
 class _Counted:
