@@ -28,6 +28,7 @@ from subspaces.modes.modules import coefficients_of, get_layer_type
 from subspaces.trainers import TRAINERS, Position, RunContext, Trainer
 from subspaces.trainers.base import Stopped, check_own_settings
 from subspaces.trainers.loop import Progress, fit
+from subspaces.trainers.report import grid_table
 from subspaces.utils import distributed
 from subspaces.utils.checkpoint import as_float, check_same_architecture, load_checkpoint, load_model_state
 from subspaces.utils.errors import UserError
@@ -349,6 +350,8 @@ def run(s: Settings) -> RunSummary:
         trainer.init(ctx)
         fit(trainer, ctx, start, get_schedule(s.lr_policy, s), progress, save)
     rows = write_results(s, folder, progress, device)
+    if world.main and progress.result is not None and progress.result.rows:
+        print(grid_table(progress.result.rows))  # an evaluation grid: one line per row, as results.csv holds it
     return RunSummary(progress.curr_acc1, progress.best_acc1, progress.train_loss, progress.metrics, folder.path, folder.name, rows)
 
 

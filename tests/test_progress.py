@@ -17,10 +17,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from subspaces.utils import bn, distributed
 from subspaces.utils.distributed import World
+from subspaces.utils.results import read_results
 from tests.helpers import cli, final_ckpt
 
 LINE = ["--set", "Digits", "--conv-type", "LinesConv", "--bn-type", "LinesBN", "--batch-size", "64", "--width-mult", "0.25"]
 EPOCHS = 2
+GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 class Terminal(io.StringIO):
@@ -74,3 +76,37 @@ def test_bars_only_on_a_terminal_and_on_rank_0(monkeypatch):
     assert progress_bar(batches, "x").disable
     monkeypatch.setattr(distributed, "current", lambda: World(rank=0, size=2))
     assert not progress_bar(batches, "x").disable
+
+
+def _table(out: str) -> list:
+    """The lines of the grid table printed on stdout (header first)."""
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.split()[:2] == ["alpha0", "alpha1"])
+    return lines[start:start + 1 + len(GRID)]
+
+
+def test_grid_bars_table_and_tensorboard(line_run, tmp_path, monkeypatch, capsys):
+    """An evaluation grid shows a bar over its pairs and one per BatchNorm recompute, prints one
+    aligned line per pair with the row's metrics, and writes every row's metrics at x = 100 * alpha1."""
+    err = Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    argv = LINE + ["--trainer", "eval_one_dim_subspaces", "--resume", final_ckpt(line_run), "--pretrained", "--epochs", 0,
+                   "--update-bn", "--alphas", ",".join(map(str, GRID)), "--save", "--log-dir", tmp_path, "--name", "grid"]
+    assert cli(argv) == 0
+    assert "alpha pairs" in err.getvalue() and "BatchNorm statistics" in err.getvalue()
+
+    rows = read_results(tmp_path / "results.csv")
+    table = _table(capsys.readouterr().out)
+    columns = ["alpha0", "alpha1", "curr_acc1", "m0_acc", "ensemble_acc", "tvdist", "feat_cossim"]
+    assert table[0].split() == columns
+    assert len({len(line) for line in table}) == 1  # right-aligned columns: one width for every line
+    for line, row in zip(table[1:], rows):
+        cells = line.split()
+        assert [float(c) for c in cells[:2]] == [float(row["alpha0"]), float(row["alpha1"])]
+        assert [float(c) for c in cells[2:]] == pytest.approx([float(row[c]) for c in columns[2:]], abs=5e-5)
+
+    tb = scalars(tmp_path / "grid+try=0")
+    by_alpha1 = sorted(rows, key=lambda r: float(r["alpha1"]))
+    for tag in ("curr_acc1", "m0_acc", "ensemble_acc", "tvdist", "feat_cossim", "ensemble_nll"):
+        assert [s for s, _ in tb[f"eval/{tag}"]] == [0, 25, 50, 75, 100], tag
+        assert [v for _, v in tb[f"eval/{tag}"]] == pytest.approx([float(r[tag]) for r in by_alpha1], rel=1e-6), tag

@@ -23,6 +23,7 @@ from subspaces.utils.progress import progress_bar
 
 from .base import TRAINERS, ResultRow, RunContext, TestResult, Trainer
 from .evaluate import Evaluator, members_metrics, point_key, point_metrics
+from .report import log_grid
 from .subspace import check_endpoint_settings, prepare_endpoints
 
 
@@ -99,14 +100,11 @@ class EvalOneDimSubspaces(Trainer):
                 uses[a] -= 1
                 if uses[a] == 0:
                     ev.release((a,), s.update_bn)
-        for i, (a0, a1) in enumerate(pairs):
-            acc, m = results[i]
-            ctx.log_scalar("eval/acc", acc, i)
-            ctx.log_scalar("eval/ensemble_acc", m["ensemble_acc"], i)
-        if not s.alphas:
-            return TestResult(*results[0])
         rows = [
             ResultRow(results[i][0], results[i][1], name_suffix=f"+alpha0={_fmt(a0)}+alpha1={_fmt(a1)}", columns={"alpha0": a0, "alpha1": a1})
             for i, (a0, a1) in enumerate(pairs)
         ]
+        log_grid(ctx, rows)  # TensorBoard: eval/<column> against alpha1
+        if not s.alphas:
+            return TestResult(*results[0])
         return TestResult(rows[0].acc1, rows[0].metrics, rows)
