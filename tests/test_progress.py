@@ -7,6 +7,7 @@ files and its checkpoint serve every test below.
 from __future__ import annotations
 
 import io
+import subprocess
 import sys
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from subspaces.utils.distributed import World
 from subspaces.utils.results import read_results
 from tests.helpers import cli, final_ckpt
 
+ROOT = Path(__file__).resolve().parents[1]
 LINE = ["--set", "Digits", "--conv-type", "LinesConv", "--bn-type", "LinesBN", "--batch-size", "64", "--width-mult", "0.25"]
 EPOCHS = 2
 GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -110,3 +112,11 @@ def test_grid_bars_table_and_tensorboard(line_run, tmp_path, monkeypatch, capsys
     for tag in ("curr_acc1", "m0_acc", "ensemble_acc", "tvdist", "feat_cossim", "ensemble_nll"):
         assert [s for s, _ in tb[f"eval/{tag}"]] == [0, 25, 50, 75, 100], tag
         assert [v for _, v in tb[f"eval/{tag}"]] == pytest.approx([float(r[tag]) for r in by_alpha1], rel=1e-6), tag
+
+
+def test_progress_overhead_bench_runs():
+    """bench/progress_overhead.py still runs (tiny sizes): its three variants and the bare loops."""
+    done = subprocess.run([sys.executable, "bench/progress_overhead.py", "--batches", "2", "--batch-size", "2", "--reps", "5",
+                           "--items", "1000"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "| bar drawn (stderr a terminal)" in done.stdout and "| bar drawn " in done.stdout.split("us per item")[-1]
