@@ -29,6 +29,7 @@ from subspaces.trainers import TRAINERS, Position, RunContext, Trainer
 from subspaces.trainers.base import Stopped, check_bn_weighting, check_own_settings
 from subspaces.trainers.evaluate import bn_batches_seed
 from subspaces.trainers.loop import Progress, fit
+from subspaces.trainers.report import grid_table
 from subspaces.utils import distributed
 from subspaces.utils.checkpoint import as_float, check_same_architecture, count_non_finite, load_checkpoint, load_model_state, tensors_of
 from subspaces.utils.errors import Diverged, UserError
@@ -382,6 +383,8 @@ def run(s: Settings) -> RunSummary:
         except Diverged as e:
             raise Diverged(f"{e}; {save.good_hint()}") from None
     rows = write_results(s, folder, progress, device)
+    if world.main and progress.result is not None and progress.result.rows:
+        print(grid_table(progress.result.rows))  # an evaluation grid: one line per row, as results.csv holds it
     return RunSummary(progress.curr_acc1, progress.best_acc1, progress.train_loss, progress.metrics, folder.path, folder.name, rows)
 
 

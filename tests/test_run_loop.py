@@ -165,7 +165,7 @@ def test_a_trainer_is_one_decorated_class(tmp_path):
             return schedule(epoch) / 2
 
         def test(self, ctx, epoch):
-            acc, metrics = metrics_of(self.settings, ctx, ctx.models[0], epoch)
+            acc, metrics = metrics_of(self.settings, ctx, ctx.models[0])
             return Result(acc, {"toy": 1.0, **metrics})
 
     try:

@@ -48,8 +48,8 @@ class AverageWeights(MembersTrainer):
         ev = Evaluator(self.settings, ctx, ctx.models[0], lambda loader, m, device: update_bn(loader, m, device, self.settings.bn_weighting))
         m = point_metrics(ev.outputs(None, True))
         acc = m.pop("acc")
-        ctx.log_scalar("test/acc", acc, epoch)
-        ctx.log_scalar("test/loss", m["nll"], epoch)
+        ctx.log_scalar("test/acc", acc)
+        ctx.log_scalar("test/loss", m["nll"])
         return TestResult(acc, {**m, "test_loss": m["nll"], **self.extra_metrics()})
 
 

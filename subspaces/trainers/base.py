@@ -15,7 +15,6 @@ from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
-from tqdm import tqdm
 
 from subspaces.modes import subspace_coefficients
 from subspaces.utils import distributed
@@ -23,6 +22,7 @@ from subspaces.utils.distributed import World
 from subspaces.utils.errors import Diverged, UserError
 from subspaces.utils.evaluation import autocast, to_device
 from subspaces.utils.modules import unwrap
+from subspaces.utils.progress import progress_bar
 from subspaces.utils.registry import Registry
 
 TRAINERS: Registry = Registry("trainer", "--trainer")
@@ -93,11 +93,15 @@ class RunContext:
     checkpoint_due: Callable[[int], bool] = lambda it: False
     timer_due: Callable[[], bool] = lambda: False
     world: World = World()
+    # The global training step the run has reached (steps done; the run loop sets it): the x of the
+    # TensorBoard scalars a trainer logs without a step of its own, so that training and test
+    # scalars share one axis, that of the checkpoints' ``iter``.
+    step: int = 0
 
-    def log_scalar(self, tag: str, value: float, step: int) -> None:
-        """Write a TensorBoard scalar when the run is saved."""
+    def log_scalar(self, tag: str, value: float, step: Optional[int] = None) -> None:
+        """Write a TensorBoard scalar when the run is saved, at ``step`` (default: :attr:`step`)."""
         if self.writer is not None:
-            self.writer.add_scalar(tag, value, step)
+            self.writer.add_scalar(tag, value, self.step if step is None else step)
 
     def take_resume(self, epoch: int) -> Position:
         """The position to start ``epoch`` at: the mid-epoch resume point once, then batch 0."""
@@ -249,8 +253,7 @@ class Trainer:
         # ranks' sums are added at the end (a resumed sum restarts on rank 0).
         total = torch.full((), at.loss_sum * world.size if world.main else 0.0, device=ctx.device)
         checked = at.batch  # the steps before this one are known to have a finite loss
-        bar = tqdm(ctx.data.train_loader, total=n_batches - at.batch, desc=f"epoch {epoch + 1}/{s.epochs}",
-                   leave=False, dynamic_ncols=True, disable=None if world.main else True)
+        bar = progress_bar(ctx.data.train_loader, f"epoch {epoch + 1}/{s.epochs}", total=n_batches - at.batch, main=world.main)
         for batch_idx, (x, y) in enumerate(bar, start=at.batch):
             x, y = to_device(x, ctx.device, s.channels_last), y.to(ctx.device, non_blocking=True)
             # DDP: each rank's loss weighs its share of the global batch (exact for an uneven last one).

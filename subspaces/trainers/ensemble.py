@@ -33,8 +33,8 @@ class EnsembleTrainer(MembersTrainer):
             ev = Evaluator(s, ctx, model, lambda loader, m, device: update_bn(loader, m, device, s.bn_weighting), batches)
             preds.append(ev.outputs(None, s.update_bn))
         acc, metrics = ensemble_result(preds, s.ensemble_mode)
-        ctx.log_scalar("test/acc", acc, epoch)
-        ctx.log_scalar("test/loss", metrics["nll"], epoch)
+        ctx.log_scalar("test/acc", acc)
+        ctx.log_scalar("test/loss", metrics["nll"])
         return TestResult(acc, metrics)
 
 

@@ -32,9 +32,11 @@ from subspaces.utils.bn import update_bn
 from subspaces.utils.errors import UserError
 from subspaces.utils.metrics import disagreement, feature_cossim, path_stats, tv_distance
 from subspaces.utils.modules import unwrap
+from subspaces.utils.progress import progress_bar
 
 from .base import TRAINERS, ResultRow, RunContext, TestResult, Trainer
 from .evaluate import Evaluator, members_metrics, point_key, point_metrics
+from .report import log_grid
 from .subspace import check_endpoint_settings, prepare_endpoints
 
 
@@ -143,7 +145,8 @@ class EvalOneDimSubspaces(Trainer):
         along: dict = {}  # --curve-stats: alpha -> (train nll, train err, test nll, test err)
         # A point's outputs are kept until its last pair is done; pairs (a, 1-a) and (1-a, a) share
         # both points, so visiting them together keeps at most two points in memory.
-        for i in sorted(range(len(pairs)), key=lambda i: (min(pairs[i]), i)):
+        order = sorted(range(len(pairs)), key=lambda i: (min(pairs[i]), i))
+        for i in progress_bar(order, "alpha pairs", total=len(order), main=ctx.world.main):
             a0, a1 = pairs[i]
             p1 = self._point(ev, a1, along)
             p0 = self._point(ev, a0, along)
@@ -153,18 +156,17 @@ class EvalOneDimSubspaces(Trainer):
                 if uses[a] == 0:
                     ev.release((a,), s.update_bn)
         curve = self._curve(ctx, along) if s.curve_stats else {}
-        for i, (a0, a1) in enumerate(pairs):
-            acc, m = results[i]
-            if s.curve_stats:
-                m.update(train_nll=along[a1][0], train_err=along[a1][1], m0_train_nll=along[a0][0], m0_train_err=along[a0][1], **curve)
-            ctx.log_scalar("eval/acc", acc, i)
-            ctx.log_scalar("eval/ensemble_acc", m["ensemble_acc"], i)
-        if not s.alphas:
-            return TestResult(*results[0])
+        if s.curve_stats:
+            for i, (a0, a1) in enumerate(pairs):
+                results[i][1].update(train_nll=along[a1][0], train_err=along[a1][1], m0_train_nll=along[a0][0],
+                                     m0_train_err=along[a0][1], **curve)
         rows = [
             ResultRow(results[i][0], results[i][1], name_suffix=f"+alpha0={_fmt(a0)}+alpha1={_fmt(a1)}", columns={"alpha0": a0, "alpha1": a1})
             for i, (a0, a1) in enumerate(pairs)
         ]
+        log_grid(ctx, rows)  # TensorBoard: eval/<column> against alpha1
+        if not s.alphas:
+            return TestResult(*results[0])
         return TestResult(rows[0].acc1, rows[0].metrics, rows)
 
     def _point(self, ev: Evaluator, a: float, along: dict):

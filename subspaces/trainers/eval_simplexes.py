@@ -66,6 +66,6 @@ class EvalSimplexes(Trainer):
             "percent_disagree_correct": pw["percent_disagree_correct"],
         })
         metrics["cossim"], metrics["l2"] = endpoint_stats(net)
-        ctx.log_scalar("eval/wa_acc", acc, epoch)
-        ctx.log_scalar("eval/ensemble_acc", metrics["ensemble_acc"], epoch)
+        ctx.log_scalar("eval/wa_acc", acc)
+        ctx.log_scalar("eval/ensemble_acc", metrics["ensemble_acc"])
         return TestResult(acc, metrics)

@@ -42,7 +42,9 @@ def fit(trainer: Trainer, ctx: RunContext, start: Position, schedule: Callable[[
     checkpointing after each of ``--save-epochs`` and at the end), or test once when there is
     nothing to train. ``save(position)`` writes a checkpoint at an epoch boundary."""
     s = trainer.settings
+    per_epoch = len(ctx.data.train_loader)  # TensorBoard's x: the global step, as the checkpoints' iter
     if not trainer.trains or (start.epoch == s.epochs and start.batch == 0):
+        ctx.step = start.epoch * per_epoch
         progress.tested(trainer.test(ctx, start.epoch), start.epoch)
         return progress
     if start.epoch == 0 and start.batch == 0:
@@ -55,8 +57,10 @@ def fit(trainer: Trainer, ctx: RunContext, start: Position, schedule: Callable[[
         for opt in ctx.optimizers:
             if opt is not None:
                 assign_learning_rate(opt, lr)
-        ctx.log_scalar("train/lr", lr, epoch)
+        ctx.step = epoch * per_epoch
+        ctx.log_scalar("train/lr", lr)
         progress.train_loss = trainer.train(ctx, epoch)
+        ctx.step = (epoch + 1) * per_epoch
         last = epoch == s.epochs - 1
         if s.test_freq is None or epoch % s.test_freq == 0 or last:
             progress.tested(trainer.test(ctx, epoch), epoch + 1)

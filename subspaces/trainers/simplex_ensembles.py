@@ -58,6 +58,6 @@ class SimplexEnsembles(Trainer):
             ev = Evaluator(s, ctx, ctx.models[0], lambda loader, m, device: update_bn(loader, m, device, s.bn_weighting), batches)
             preds.append(ev.outputs(None, True))
         acc, metrics = ensemble_result(preds, s.ensemble_mode)
-        ctx.log_scalar("test/acc", acc, epoch)
-        ctx.log_scalar("test/loss", metrics["nll"], epoch)
+        ctx.log_scalar("test/acc", acc)
+        ctx.log_scalar("test/loss", metrics["nll"])
         return TestResult(acc, metrics)

@@ -132,7 +132,7 @@ class SubspaceTrainer(Trainer):
             loss = loss + s.beta * cosine_regulariser(st.tensors, i, j)
         return loss, out
 
-    def evaluate_centre(self, ctx: RunContext, epoch: int, recompute_bn: bool) -> tuple:
+    def evaluate_centre(self, ctx: RunContext, recompute_bn: bool) -> tuple:
         """Accuracy and metrics at the centre of the subspace (midpoint of a line or curve)."""
         model = ctx.models[0]
         net = unwrap(model)
@@ -140,8 +140,8 @@ class SubspaceTrainer(Trainer):
         set_point(net, coeffs.centre())
         if recompute_bn:
             update_bn(ctx.data.bn_loader, model, ctx.device, self.settings.bn_weighting)  # unwraps a compiled model itself
-        acc, metrics = test_metrics(self.settings, ctx, model, epoch)
+        acc, metrics = test_metrics(self.settings, ctx, model)
         cossim, l2 = endpoint_stats(net)
-        ctx.log_scalar("test/norm", l2, epoch)
-        ctx.log_scalar("test/cossim", cossim, epoch)
+        ctx.log_scalar("test/norm", l2)
+        ctx.log_scalar("test/cossim", cossim)
         return acc, metrics, cossim, l2

@@ -247,12 +247,12 @@ class SWATrainer(DefaultTrainer):
         # From the evaluation-only path, ``epoch`` is the number of completed epochs.
         s = self.settings
         self._sync(epoch)
-        acc0, m0 = test_metrics(s, ctx, ctx.models[0], epoch, prefix="test_model")
+        acc0, m0 = test_metrics(s, ctx, ctx.models[0], prefix="test_model")
         n = int(self.swa.n_averaged)
         metrics = {"model_acc": acc0, **{f"model_{k}": v for k, v in m0.items() if k != "test_loss"}, "swa_n": n, "swa_start_epoch": swa_start_epoch(s)}
         if n == 0:
             return TestResult(acc0, {"swa_acc": None, **m0, **metrics})
         # The average's BatchNorm statistics, recomputed over the training data (fixed batches).
         update_bn(EvalBatches(ctx.data, cache_bn=False).bn, ctx.models[1], ctx.device, s.bn_weighting)
-        acc, m = test_metrics(s, ctx, ctx.models[1], epoch, prefix="test")
+        acc, m = test_metrics(s, ctx, ctx.models[1], prefix="test")
         return TestResult(acc, {"swa_acc": acc, **m, **metrics})

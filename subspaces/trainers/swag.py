@@ -99,6 +99,6 @@ class SWAGTrainer(Trainer):
             "avg_model_acc": statistics.fmean(accs), "avg_model_std": statistics.pstdev(accs),
             "swag_samples": s.swag_samples, "swag_scale": s.swag_scale, "swag_cov": s.swag_cov, "swag_rank": self.stats.num_columns, "swag_n": self.stats.n,
         }
-        ctx.log_scalar("test/acc", acc, epoch)
-        ctx.log_scalar("test/loss", bma["nll"], epoch)
+        ctx.log_scalar("test/acc", acc)
+        ctx.log_scalar("test/loss", bma["nll"])
         return TestResult(acc, metrics)

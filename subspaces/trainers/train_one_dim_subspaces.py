@@ -16,5 +16,5 @@ class OneDimSubspaceTrainer(SubspaceTrainer):
     kinds = ("line", "curve", "bezier", "polychain")
 
     def test(self, ctx: RunContext, epoch: int) -> TestResult:
-        acc, metrics, cossim, l2 = self.evaluate_centre(ctx, epoch, self.settings.train_update_bn)
+        acc, metrics, cossim, l2 = self.evaluate_centre(ctx, self.settings.train_update_bn)
         return TestResult(acc, {"norm": l2, "cossim": cossim, **metrics})

@@ -18,6 +18,6 @@ class SimplexTrainer(SubspaceTrainer):
         return True  # at the centre, always
 
     def test(self, ctx: RunContext, epoch: int) -> TestResult:
-        acc, metrics, cossim, l2 = self.evaluate_centre(ctx, epoch, True)
-        ctx.log_scalar("test/wa_acc", acc, epoch)
+        acc, metrics, cossim, l2 = self.evaluate_centre(ctx, True)
+        ctx.log_scalar("test/wa_acc", acc)
         return TestResult(acc, {"wa_acc": acc, "l2": l2, "cossim": cossim, **metrics})

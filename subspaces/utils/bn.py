@@ -26,6 +26,7 @@ from torch.optim.swa_utils import update_bn as _swa_update_bn
 
 from subspaces.utils import distributed
 from subspaces.utils.modules import unwrap
+from subspaces.utils.progress import progress_bar
 
 BN_WEIGHTINGS = ("batch", "sample")
 
@@ -40,7 +41,8 @@ def update_bn(loader: Iterable, model: nn.Module, device: "torch.device | str | 
     # batch count as a Python number): recompute on the module inside (DataParallel's too).
     # Under DDP each rank averages its share of the batches; the ranks' averages are then combined
     # with their batch (or sample) counts as weights: the statistics of a one-process pass.
-    counted = _Counted(distributed.shard(loader))
+    # A bar on a terminal (rank 0 only): over ImageNet's training set one recompute takes minutes.
+    counted = _Counted(progress_bar(distributed.shard(loader), "BatchNorm statistics", total=_shard_len(loader)))
     net = unwrap(model)
     if weighting == "batch":
         _swa_update_bn(counted, net, device=device)
@@ -75,6 +77,16 @@ def _update_bn_per_sample(loader: Iterable, model: nn.Module, device) -> None:
         for m, momentum in momenta.items():
             m.momentum = momentum
         model.train(was_training)
+
+
+def _shard_len(loader: Iterable) -> "int | None":
+    """How many batches of ``loader`` this rank takes (None when the loader has no length)."""
+    try:
+        n = len(loader)  # type: ignore[arg-type]
+    except TypeError:
+        return None
+    world = distributed.current()
+    return len(range(world.rank, n, world.size))
 
 
 class _Counted:
