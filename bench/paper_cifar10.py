@@ -110,6 +110,8 @@ def plan(args, data: Path) -> tuple:
     cfg = cfg.with_(base=replace(cfg.base, data_on_device=True, workers=0, compile=args.compile or args.compile_mode != "default",
                                  compile_mode=args.compile_mode, amp=args.amp,
                                  test_freq=max(1, args.epochs // 4)))
+    if args.smoke:  # the ends and the midpoint: the row's points, and the figure's plumbing
+        cfg = cfg.with_(alphas=(0.0, 0.5, 1.0))
     one = cfg.with_(seeds=(0,))
     subspaces = [(train_lines, eval_lines)] + ([(train_curves, eval_curves)] if args.curve else [])
     training = list(train_ensemble_members.runs(cfg)) + [r for t, _ in subspaces for r in t.runs(one)]

@@ -302,7 +302,7 @@ def test_eval_grid_bench_agrees_with_the_original_procedure(tmp_path):
     make_folder(tmp_path / "data", per_class=6)
     stdout = _run([sys.executable, "bench/eval_grid.py", "--data", str(tmp_path / "data"), "--bn-images", "12",
                    "--test-images", "9", "--batch-size", "4", "--model-name", "cifar_resnet_8", "--alphas", "0,0.25,0.5",
-                   "--train-epochs", "1", "--reps", "2"])
+                   "--train-epochs", "1", "--reps", "1"])
     assert "accuracies: identical in every pair and repetition" in stdout
     assert stdout.strip().splitlines()[-1].startswith("speedup: ")
     assert "glibc's default allocator settings" in stdout and "--channels-last auto" in stdout
@@ -310,9 +310,9 @@ def test_eval_grid_bench_agrees_with_the_original_procedure(tmp_path):
 
 def test_eval_grid_bench_on_synthetic_arrays_with_its_options():
     """The default data (synthetic uint8 arrays, handed to each procedure's process in a file) and
-    the options that separate the effects (2 repetitions: the plumbing, not figures)."""
+    the options that separate the effects (1 repetition: the plumbing, not figures)."""
     stdout = _run([sys.executable, "bench/eval_grid.py", "--bn-images", "12", "--test-images", "9", "--batch-size", "4",
-                   "--model-name", "cifar_resnet_8", "--alphas", "0,0.5", "--train-epochs", "1", "--reps", "2",
+                   "--model-name", "cifar_resnet_8", "--alphas", "0,0.5", "--train-epochs", "1", "--reps", "1",
                    "--original-malloc-tuned", "--project-channels-last", "off"])
     assert "accuracies: identical in every pair and repetition" in stdout
     assert "allocator setting (--original-malloc-tuned)" in stdout and "--channels-last off" in stdout
