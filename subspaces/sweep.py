@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
 from subspaces.args import DATA_HELP, Settings, floats, ints, replace  # the list parsers of main.py's flags
-from subspaces.utils.checkpoint import load_checkpoint
 from subspaces.utils.errors import UserError
 from subspaces.utils.results import read_results
 from subspaces.utils.run_folder import CHECKPOINT_RE, checkpoint_files, refresh_last
@@ -454,6 +453,8 @@ def recorded_settings(run_dir: Path) -> tuple:
         return saved, ""
     for ck in reversed(checkpoints(run_dir)):
         try:
+            from subspaces.utils.checkpoint import load_checkpoint  # here: figures import this module without PyTorch
+
             found = load_checkpoint(ck.path).get("settings")
         except UserError:
             continue

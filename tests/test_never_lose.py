@@ -226,7 +226,7 @@ def test_a_write_that_fails_mid_run_is_one_line(tmp_path, capsys, monkeypatch, f
 
     if failure == "full" and not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full on this system")
-    real, calls, run_dir = run_folder.save_checkpoint, [], tmp_path / "d+try=0"
+    real, calls, run_dir = checkpoint_mod.save_checkpoint, [], tmp_path / "d+try=0"
 
     def second_fails(path, payload):
         calls.append(path)
@@ -240,7 +240,7 @@ def test_a_write_that_fails_mid_run_is_one_line(tmp_path, capsys, monkeypatch, f
                 run_dir.chmod(0o555)
         real(path, payload)
 
-    monkeypatch.setattr(run_folder, "save_checkpoint", second_fails)
+    monkeypatch.setattr(checkpoint_mod, "save_checkpoint", second_fails)  # run_folder imports it when it saves
     try:
         assert cli(TINY + ["--epochs", 1, "--save", "--log-dir", tmp_path, "--name", "d", "--save-iters", "0"]) == 2
     finally:

@@ -24,10 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-from subspaces.utils.checkpoint import count_non_finite, save_checkpoint, tensors_of
 from subspaces.utils.errors import Diverged, UserError
 from subspaces.utils.io import atomic_write_text
-from subspaces.utils.modules import unwrap
 
 # The original's names, epoch_<e>_iter_<it>.pt: at an epoch boundary ``it`` is the steps done, mid-epoch
 # (--save-iters) the index of the step just done. After the first step of an epoch the two agree,
@@ -222,6 +220,10 @@ class Checkpointer:
         self.progress, self.n_batches, self.newest = progress, n_batches, newest
 
     def __call__(self, position) -> Optional[str]:
+        # Imported here: sweeps and figures read run folders through this module without PyTorch.
+        from subspaces.utils.checkpoint import count_non_finite, save_checkpoint, tensors_of
+        from subspaces.utils.modules import unwrap
+
         s = self.folder.settings
         if not s.save:
             return None
