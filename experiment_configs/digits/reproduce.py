@@ -22,12 +22,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from subspaces.analysis.figures import calibration, ensemble_label, figure4, figure5, load, num, select, values  # noqa: E402
-from subspaces.analysis.plane import draw, plane_plot, read_plane  # noqa: E402
+from experiment_configs import CONFIG_SCRIPTS  # noqa: E402
 from experiment_configs.digits.common import SETUP  # noqa: E402
 from experiment_configs.digits.mode_connectivity import connect_members  # noqa: E402
+from subspaces.analysis.figures import calibration, ensemble_label, figure4, figure5, load, num, select, values  # noqa: E402
+from subspaces.analysis.plane import draw, plane_plot, read_plane  # noqa: E402
 from subspaces.launch import RunsFailed  # noqa: E402
-from experiment_configs import CONFIG_SCRIPTS  # noqa: E402
 from subspaces.sweep import (ENSEMBLES, EVAL_CONNECT, EVAL_ONE_DIM, EVAL_SWAG, build_parser, execute,  # noqa: E402
                              final_checkpoint, make_config)
 from subspaces.utils.errors import UserError  # noqa: E402

@@ -521,8 +521,6 @@ def calibration(root: Path, out_dir: Path, key: str, label_noise: float = 0.0, p
     return from_root(CALIBRATION, root, out_dir, key, None, partial)
 
 
-FIGURES = {"one_dimensional_subspaces": figure4, "simplexes": figure5, "calibration": calibration}
-
 
 # --- command line ------------------------------------------------------------------------------
 

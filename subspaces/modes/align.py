@@ -34,15 +34,10 @@ from subspaces.utils.io import check_new_file
 from subspaces.utils.seed import make_generator
 
 from .convert import plain_state_dict
-from .export import parse_point
+from .export import in_channels, parse_point, plain_settings
 from .matching import ACTIVATION_BATCHES, METHODS, Alignment, align_networks, check_method
 from .modules import coefficients_of, get_layer_type
 from .subspace import set_point
-
-
-def _in_channels(state_dict: dict) -> int:
-    """The input channels of the first convolution (the first 4-d weight in module order)."""
-    return next((int(v.shape[1]) for v in state_dict.values() if v.dim() == 4), 3)
 
 
 def load_plain(path: "str | Path", point: Optional[Sequence[float]], flag: str) -> tuple:
@@ -50,7 +45,7 @@ def load_plain(path: "str | Path", point: Optional[Sequence[float]], flag: str) 
     network as it is, or the point ``point`` of a line, curve or simplex (BatchNorm statistics as
     saved). ``flag`` names the option that picks the point in errors."""
     from subspaces import main
-    from subspaces.args import Settings, replace
+    from subspaces.args import Settings
 
     ckpt = load_checkpoint(path, "the align command")
     if not ckpt.get("settings"):
@@ -64,10 +59,10 @@ def load_plain(path: "str | Path", point: Optional[Sequence[float]], flag: str) 
     if coefficients is not None and point is None:
         raise UserError(f"{path} holds a {coefficients.kind} (--conv-type {s.conv_type}); pass {flag} to pick the network to align")
     state = ckpt["state_dicts"][0]
-    shape = SimpleNamespace(in_channels=_in_channels(state))
+    shape = SimpleNamespace(in_channels=in_channels(s, state))
     net = main.build_model(s, shape)
     load_model_state(net, state, str(path))
-    plain_s = replace(s, conv_type="StandardConv", bn_type="StandardBN", trainer="default", n=-1, init_endpoints=None, fix_endpoints=False)
+    plain_s = plain_settings(s)
     if coefficients is not None:
         set_point(net, parse_point(point, coefficients))
         plain = main.build_model(plain_s, shape)

@@ -58,7 +58,16 @@ def _fmt(values: Sequence[float]) -> str:
     return ",".join(format(v, ".4g") for v in values)
 
 
-def _in_channels(s, state_dict: dict) -> int:
+def plain_settings(s):
+    """The settings of a standard network of the same model as the subspace settings ``s`` (the
+    network at one point of it, as written by export and the align command)."""
+    from subspaces.args import replace
+
+    return replace(s, conv_type="StandardConv", bn_type="StandardBN", trainer="default", n=-1, init_endpoints=None,
+                   fix_endpoints=False)
+
+
+def in_channels(s, state_dict: dict) -> int:
     """The model's input channels, read from the checkpoint: the first convolution's weight."""
     from subspaces import main
 
@@ -101,7 +110,7 @@ def export_point(checkpoint: "str | Path", point: Sequence[float], out: "str | P
     main._check_device(s)
     bundle = datasets.get_dataset(s) if update_bn else None
     state = ckpt["state_dicts"][0]
-    net = main.build_model(s, bundle or SimpleNamespace(in_channels=_in_channels(s, state)))
+    net = main.build_model(s, bundle or SimpleNamespace(in_channels=in_channels(s, state)))
     load_model_state(net, state, str(checkpoint))
     set_point(net, layer_point)
     if update_bn:
@@ -113,13 +122,12 @@ def export_point(checkpoint: "str | Path", point: Sequence[float], out: "str | P
     if bad:
         raise UserError(f"the network at --point {_fmt(point)} of {checkpoint} has {bad} tensors with NaN or infinite values "
                         "(the checkpoint's weights, or its BatchNorm statistics there); export a checkpoint saved before training diverged")
-    plain_settings = replace(s, conv_type="StandardConv", bn_type="StandardBN", trainer="default", n=-1, init_endpoints=None,
-                             fix_endpoints=False, name=f"{s.name}+point={_fmt(point)}", epochs=0)
+    settings_at_point = replace(plain_settings(s), name=f"{s.name}+point={_fmt(point)}", epochs=0)
     payload = {
         "epoch": 0, "iter": 0, "arch": s.model,
         "state_dicts": [plain],
         "optimizers": [], "best_acc1": 0.0, "curr_acc1": 0.0,  # not evaluated, as an initialisation checkpoint
-        "settings": plain_settings.to_dict(),
+        "settings": settings_at_point.to_dict(),
         "exported_from": {"checkpoint": str(checkpoint), "point": [float(v) for v in point], "update_bn": bool(update_bn),
                           **({"bn_weighting": bn_weighting} if update_bn else {})},
     }

@@ -36,7 +36,7 @@ from subspaces.utils.progress import progress_bar
 
 from .base import TRAINERS, ResultRow, RunContext, TestResult, Trainer
 from .evaluate import Evaluator, members_metrics, point_key, point_metrics
-from .report import log_grid
+from .report import format_table, log_grid
 from .subspace import check_endpoint_settings, prepare_endpoints
 
 
@@ -96,14 +96,13 @@ def curve_summary(alphas: list, values: dict, dl: list) -> dict:
 def print_curve(alphas: list, values: dict, summary: dict, out=None) -> None:
     """dnn-mode-connectivity's tables: one line per point, then start, end, min, max, avg, int."""
     out = out or sys.stdout
-    print(f"{'alpha':>8} " + " ".join(f"{q:>10}" for q in CURVE_QUANTITIES), file=out)
-    for i, a in enumerate(alphas):
-        print(f"{a:>8.4f} " + " ".join(f"{values[q][i]:>10.4f}" for q in CURVE_QUANTITIES), file=out)
+    stats = ("min", "max", "avg", "int")
+    print(format_table(["alpha", *CURVE_QUANTITIES],
+                       [[f"{a:.4f}", *(f"{values[q][i]:.4f}" for q in CURVE_QUANTITIES)] for i, a in enumerate(alphas)]), file=out)
     print(f"length {summary['curve_length']:.4f} over {len(alphas)} points (alpha {_fmt(alphas[0])} to {_fmt(alphas[-1])})", file=out)
-    print(f"{'':>10} " + " ".join(f"{k:>8}" for k in ("start", "end", "min", "max", "avg", "int")), file=out)
-    for q in CURVE_QUANTITIES:
-        cells = [values[q][0], values[q][-1]] + [summary[f"curve_{q}_{k}"] for k in ("min", "max", "avg", "int")]
-        print(f"{q:>10} " + " ".join(f"{c:>8.4f}" for c in cells), file=out)
+    print(format_table(["", "start", "end", *stats],
+                       [[q, *(f"{c:.4f}" for c in [values[q][0], values[q][-1], *(summary[f"curve_{q}_{k}"] for k in stats)])]
+                        for q in CURVE_QUANTITIES]), file=out)
 
 
 @TRAINERS.register

@@ -32,10 +32,10 @@ class _EpochState(EpochState):
         self.generator = make_generator(seed, epoch, "points", *(() if rank is None else (rank,)))
 
 
-def check_regulariser(s, net) -> None:
-    """Eq. 3 (``--beta`` > 0) needs tensors to run over (:func:`subspaces.modes.regularised_tensors`):
-    refused at setup, in one line, for a model that has none."""
-    if s.beta > 0 and not regularised_tensors(net):
+def check_regulariser(s, tensors: list) -> None:
+    """Eq. 3 (``--beta`` > 0) needs tensors to run over (``tensors``: what
+    :func:`subspaces.modes.regularised_tensors` found): refused in one line for a model that has none."""
+    if s.beta > 0 and not tensors:
         raise UserError(f"--beta {s.beta} turns on Eq. 3, which runs over subspace convolution, linear or attention weights, "
                         f"and this model has none; pass --beta 0 (or make those layers subspace layers)")
 
@@ -103,13 +103,13 @@ class SubspaceTrainer(Trainer):
 
     def check(self, models: list) -> None:
         super().check(models)
-        check_regulariser(self.settings, unwrap(models[0]))
+        check_regulariser(self.settings, regularised_tensors(unwrap(models[0])))
 
     def begin_epoch(self, ctx: RunContext, epoch: int) -> _EpochState:
         rank = ctx.world.rank if self.settings.point_per_rank and ctx.world.size > 1 else None
-        net = unwrap(ctx.models[0])
-        check_regulariser(self.settings, net)  # for callers that skip check()
-        return _EpochState(net, self.settings.seed, epoch, rank)
+        st = _EpochState(unwrap(ctx.models[0]), self.settings.seed, epoch, rank)
+        check_regulariser(self.settings, st.tensors)  # for callers that skip check()
+        return st
 
     def loss(self, ctx: RunContext, st: _EpochState, x: torch.Tensor, y: torch.Tensor) -> tuple:
         s, model = self.settings, ctx.models[0]
