@@ -188,6 +188,28 @@ def test_a_stopped_rank_is_named_in_one_line_after_the_timeout(tmp_path):
     assert not [p for p in (log / "hang+try=0").iterdir() if p.name.endswith(".tmp") or p.name.startswith(".")]
 
 
+def test_the_heartbeat_thread_is_stopped_before_the_interpreter_finalises():
+    """A daemon heartbeat still inside a store call while Python finalises aborts the rank ("terminate
+    called without an active exception"; 7 of 40 two-rank exits before the fix): the exit handlers
+    must stop and join it, so none is left running when finalisation starts."""
+    code = (
+        "import atexit, datetime, threading, time\n"
+        "import torch.distributed as dist\n"
+        "from subspaces.utils import distributed\n"
+        "store = dist.TCPStore('127.0.0.1', 0, is_master=True, timeout=datetime.timedelta(seconds=30))\n"
+        "distributed._start_heartbeat(store, distributed.World(0, 2, 0), 30.0)\n"
+        "deadline = time.monotonic() + 30\n"
+        "while store.add('subspaces/alive/0', 0) < 2 and time.monotonic() < deadline:\n"
+        "    time.sleep(0.05)\n"
+        "assert store.add('subspaces/alive/0', 0) >= 2, 'the heartbeat never beat'\n"
+        "atexit._run_exitfuncs()\n"
+        "print(sorted(t.name for t in threading.enumerate() if t.name == 'subspaces-heartbeat'))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
 def test_dist_timeout_default_and_bad_values():
     assert distributed.collective_timeout(None, torch.device("cpu")) == distributed.GLOO_TIMEOUT_S == 300
     assert distributed.collective_timeout(None, torch.device("cuda")) == distributed.NCCL_TIMEOUT_S
