@@ -19,15 +19,12 @@ finished by the other invocation meanwhile is skipped and an interrupted one res
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import multiprocessing as mp
 import multiprocessing.connection
 import os
 import shlex
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Iterator, Optional, Sequence
@@ -40,6 +37,7 @@ from subspaces.sweep import (PACKAGE_ROOT, Config, Plan, Run, run_label, check_b
                              run_planned)
 from subspaces.utils.errors import UserError
 from subspaces.utils.io import atomic_write_text
+from subspaces.utils.processes import stop_with_parent
 
 LOCKS = ".locks"
 POLL_S = 5.0  # how often an evaluation job looks for the final checkpoints it waits for
@@ -123,29 +121,6 @@ def log_file(cfg: Config, s: Settings) -> Path:
     log_dir = Path(s.log_dir).expanduser()
     family = log_dir.relative_to(cfg.log_root) if log_dir.is_relative_to(cfg.log_root) else Path(log_dir.name)
     return cfg.log_root / "logs" / family / f"{s.name}.log"
-
-
-PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
-ORPHAN_GRACE_S = 60.0  # after the parent died: time to write a checkpoint before SIGKILL
-
-
-def stop_with_parent(parent: int, grace_s: float = ORPHAN_GRACE_S) -> None:
-    """SIGTERM this process when its parent ``parent`` dies, even by SIGKILL (a training run then
-    checkpoints at its next step and exits): Linux's ``PR_SET_PDEATHSIG``, and, on any system, a
-    watchdog thread that notices the new parent; it sends SIGKILL if ``grace_s`` later the process
-    still runs."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    threading.Thread(target=_watch_parent, args=(parent, grace_s), name="stop-with-parent", daemon=True).start()
-
-
-def _watch_parent(parent: int, grace_s: float) -> None:
-    while os.getppid() == parent:  # also true at once when the parent died before prctl took effect
-        time.sleep(1.0)
-    os.kill(os.getpid(), signal.SIGTERM)
-    time.sleep(grace_s)
-    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _child(run: Run, cfg: Config, threads: int, log: str, conn, parent: int) -> None:

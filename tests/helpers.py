@@ -1,6 +1,10 @@
 """What many tests share: the command line run in-process, and the checkpoints a run leaves."""
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -57,3 +61,26 @@ def make_cifar_images(root: Path, name: str = "cifar10", per_class: int = 2, cla
                 path = Path(root) / name / split / f"class{c:02d}" / f"{k:04d}.jpg"
                 path.parent.mkdir(parents=True, exist_ok=True)
                 Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(path, "JPEG")
+
+
+def gone(pid: int) -> bool:
+    """Whether process ``pid`` has ended (a zombie that no one reaps has ended too)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def all_gone_after_killing(parent, children: Sequence[int], wait_s: float = 20.0) -> bool:
+    """SIGKILL the Popen ``parent``, then whether all ``children`` ended within ``wait_s`` (those
+    still running are SIGKILLed before returning, so no test leaves an orphan)."""
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + wait_s
+    while not all(gone(p) for p in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    ended = all(gone(p) for p in children)
+    for pid in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return ended

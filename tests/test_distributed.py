@@ -21,6 +21,7 @@ from subspaces.args import Settings, parse_args, replace
 from subspaces.utils import distributed
 from subspaces.utils.errors import UserError
 from subspaces.utils.results import read_results
+from tests.helpers import all_gone_after_killing
 
 ROOT = Path(__file__).resolve().parents[1]
 LINE = ["--set", "Digits", "--conv-type", "LinesConv", "--bn-type", "LinesBN", "--trainer", "train_one_dim_subspaces",
@@ -106,6 +107,48 @@ def test_spawned_processes_run_the_torchrun_experiment(tmp_path):
                           cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
     assert code.returncode == 0, code.stderr[-3000:]
     assert [r["Name"] for r in read_results(tmp_path / "results.csv")] == ["spawned+try=0"]
+
+
+def _spawned_ranks(parent: int) -> list:
+    """The pids of the ranks ``distributed.spawn`` started under ``parent`` (not its resource tracker)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                if b"spawn_main" in (stat.parent / "cmdline").read_bytes():
+                    pids.append(int(stat.parent.name))
+    return pids
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the process table in /proc")
+def test_the_ranks_of_a_killed_multigpu_launcher_stop_with_it(tmp_path):
+    """SIGKILL the process that --multigpu's launcher runs in while its ranks train: they stop
+    within seconds as on SIGTERM, writing a checkpoint of the step they reached (PyTorch's spawn
+    alone sends SIGINT: an interrupt that saves nothing), and write no results row."""
+    import time
+
+    log = tmp_path / "logs"
+    argv = LINE + ["--width-mult", "0.25", "--batch-size", "64", "--epochs", "500", "--save", "--save-epochs", "1",
+                   "--log-dir", str(log), "--name", "orphan"]
+    code = f"import sys; from subspaces import main; from subspaces.utils import distributed; sys.exit(distributed.spawn(main.cli, {argv!r}, [0, 1]))"
+    ranks: list = []
+    with (tmp_path / "out").open("w") as err:
+        parent = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            deadline = time.monotonic() + 120
+            while not list(log.glob("orphan+try=0/epoch_1_iter_*.pt")):  # both ranks train, past the first epoch
+                assert time.monotonic() < deadline and parent.poll() is None
+                time.sleep(0.1)
+            ranks = _spawned_ranks(parent.pid)
+            assert len(ranks) == 2
+        finally:
+            ended = all_gone_after_killing(parent, ranks, wait_s=30)
+    assert ended
+    out = (tmp_path / "out").read_text()
+    assert "stopped" in out and "continue with --resume" in out, out[-3000:]  # the stop's own checkpoint
+    assert not (log / "results.csv").exists()  # the run did not finish: no row, whole or half
+    for ck in log.glob("orphan+try=0/*.pt"):
+        assert torch.load(ck, weights_only=True)["state_dicts"]
 
 
 def test_part_splits_a_batch_as_tensor_split():

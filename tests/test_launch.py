@@ -25,6 +25,7 @@ from subspaces.data import base as data_base
 from subspaces import launch, sweep
 from subspaces.sweep import Run, execute, make_config, run_cli
 from subspaces.utils.results import read_results
+from tests.helpers import all_gone_after_killing
 
 ROOT = Path(__file__).resolve().parents[1]
 LINES = "one_dimensional_subspaces/train_lines"
@@ -272,21 +273,11 @@ def test_a_failed_run_of_a_parallel_sweep_is_reported_and_the_others_finish(tmp_
     assert list(accuracies(tmp_path)) == [good.settings.name + "+try=0"]
 
 
-def _gone(pid: int) -> bool:
-    """Whether process ``pid`` has ended (a zombie that no one reaps has ended too)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
-        return True
-
-
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_the_children_of_a_killed_parallel_sweep_stop_with_it(tmp_path):
     """SIGKILL the parent of a --parallel 2 sweep while both children train: they stop within
     seconds (a checkpoint, no results row), instead of training on as orphans."""
     import re
-    import signal
 
     script = ROOT / "experiment_configs" / "digits" / "one_dimensional_subspaces" / "train_lines.py"
     cmd = [sys.executable, str(script), "--smoke", "--epochs", "400", "--seeds", "0,1", "--parallel", "2", "--log-dir", str(tmp_path)]
@@ -300,16 +291,9 @@ def test_the_children_of_a_killed_parallel_sweep_stop_with_it(tmp_path):
         for log in (tmp_path / "logs" / "one-dimensional-subspaces").glob("*.log"):
             pids += [int(p) for p in re.findall(r"\(pid (\d+),", log.read_text())]
         assert len(pids) == 2
-        parent.kill()
-        parent.wait()
-        deadline = time.time() + 20
-        while not all(_gone(p) for p in pids) and time.time() < deadline:
-            time.sleep(0.1)
-        assert all(_gone(p) for p in pids)
     finally:
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        ended = all_gone_after_killing(parent, pids)  # the children, had they been left running, too
+    assert ended
     assert not (family / "results.csv").exists()  # neither run finished: no row, whole or half
     for ck in family.glob("*/*.pt"):
         assert torch.load(ck, weights_only=True)["state_dicts"]

@@ -295,7 +295,10 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _child(index: int, entry, argv: list, size: int, port: int) -> None:
+def _child(index: int, entry, argv: list, size: int, port: int, parent: int) -> None:
+    from subspaces.utils.processes import stop_with_parent
+
+    stop_with_parent(parent)  # a killed launcher's ranks checkpoint, then stop (replaces spawn's SIGINT, which saves nothing)
     os.environ.update(RANK=str(index), LOCAL_RANK=str(index), WORLD_SIZE=str(size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     code = entry(argv)
     if code:
@@ -308,7 +311,7 @@ def spawn(entry, argv: list, gpus: Sequence[int]) -> int:
     import torch.multiprocessing as mp
 
     try:
-        mp.start_processes(_child, args=(entry, argv, len(gpus), _free_port()), nprocs=len(gpus), start_method="spawn")
+        mp.start_processes(_child, args=(entry, argv, len(gpus), _free_port(), os.getpid()), nprocs=len(gpus), start_method="spawn")
     except mp.ProcessExitedException as e:
         return e.exit_code or 1
     return 0
