@@ -26,7 +26,7 @@ from subspaces import models
 from subspaces.args import Settings, apply_aliases, check_values, parse_args, replace
 from subspaces.modes.modules import coefficients_of, get_layer_type
 from subspaces.trainers import TRAINERS, Position, RunContext, Trainer
-from subspaces.trainers.base import Stopped, check_bn_weighting, check_own_settings
+from subspaces.trainers.base import Interrupted, Stopped, check_bn_weighting, check_own_settings
 from subspaces.trainers.evaluate import bn_batches_seed
 from subspaces.trainers.loop import Progress, fit
 from subspaces.trainers.report import grid_table
@@ -382,6 +382,9 @@ def run(s: Settings) -> RunSummary:
             fit(trainer, ctx, start, get_schedule(s.lr_policy, s), progress, save)
         except Diverged as e:
             raise Diverged(f"{e}; {save.good_hint()}") from None
+        except KeyboardInterrupt:
+            newest = save.newest_whole()
+            raise Interrupted(newest, f"continue with --resume {newest}" if newest else save.good_hint()) from None
     rows = write_results(s, folder, progress, device)
     if world.main and progress.result is not None and progress.result.rows:
         print(grid_table(progress.result.rows))  # an evaluation grid: one line per row, as results.csv holds it
@@ -511,8 +514,8 @@ def cli(argv: Optional[Sequence[str]] = None) -> int:
         where = f"; continue with --resume {e.path}" if e.path else " (nothing saved: pass --save to checkpoint)"
         print(f"{e}{where}", file=sys.stderr)
         return 143
-    except KeyboardInterrupt:
-        print("interrupted; resume with --resume <last checkpoint>", file=sys.stderr)
+    except KeyboardInterrupt as e:  # an Interrupted run says where to continue; before it started, nothing to say
+        print(f"interrupted; {e.note}" if isinstance(e, Interrupted) else "interrupted", file=sys.stderr)
         return 130
     print(f"=> {summary.name}: curr_acc1 {summary.curr_acc1:.4f} best_acc1 {summary.best_acc1:.4f}" + (f" ({summary.run_dir})" if summary.run_dir else ""))
     return 0

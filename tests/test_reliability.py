@@ -353,4 +353,23 @@ def test_ctrl_c_exits_130_in_one_line(tmp_path):
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=60)
     assert p.returncode == 130
-    assert "Traceback" not in err and "--resume" in err.strip().splitlines()[-1]
+    last = err.strip().splitlines()[-1]
+    assert "Traceback" not in err and last.startswith("interrupted; continue with --resume "), err[-2000:]
+    ckpt = Path(last.split("--resume ", 1)[1])  # the checkpoint the run had saved, named whole
+    assert ckpt.parent == tmp_path / "c+try=0" and ckpt.name.startswith("epoch_0_") and ckpt.is_file()
+
+
+@pytest.mark.parametrize("save", [False, True])
+def test_ctrl_c_before_any_checkpoint_says_nothing_was_saved(tmp_path, monkeypatch, capsys, save):
+    """Ctrl-C in the first step: exit 130 and one line that promises no checkpoint it lacks."""
+    from subspaces import main as main_mod
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(main_mod, "fit", interrupted)
+    argv = TINY + ["--log-dir", str(tmp_path), "--name", "c"] + (["--save"] if save else [])
+    assert main_mod.cli(argv) == 130
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last == ("interrupted; no checkpoint was saved" if save else "interrupted; nothing was saved (no --save)")
+

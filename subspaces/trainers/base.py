@@ -74,6 +74,14 @@ class Stopped(Exception):
         self.path, self.position = path, position
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C during a run; ``path``: the newest good checkpoint (None: none), ``note``: what to do."""
+
+    def __init__(self, path: Optional[str], note: str):
+        super().__init__(note)
+        self.path, self.note = path, note
+
+
 @dataclass
 class RunContext:
     """Everything one run has besides its settings, handed to the trainer explicitly."""

@@ -13,6 +13,7 @@ and ``--name`` continues in that folder (as open_lth's runs do); any other resum
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -265,6 +266,17 @@ class Checkpointer:
         except OSError as e:
             raise write_failed(e, path, self.newest) from None
         return str(path)
+
+    def newest_whole(self) -> Optional[str]:
+        """The checkpoint to continue from after an interrupt: the newest in the run folder (every
+        named checkpoint is whole, being written atomically, even one whose write the interrupt
+        followed before it was recorded here; ``last.pt`` is pointed at it), else :attr:`newest`."""
+        files = checkpoint_files(self.folder.path) if self.folder.path is not None else []
+        if not files:
+            return self.newest
+        with contextlib.suppress(OSError):
+            point_last(self.folder.path, files[-1].path)
+        return str(files[-1].path)
 
     def good_hint(self) -> str:
         """Where a stopped run's good weights are, for its error line."""
