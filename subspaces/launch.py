@@ -60,7 +60,8 @@ def run_lock(s: Settings) -> Iterator[bool]:
     """Hold the lock of run ``s`` inside the block; yields False at once when another process holds it.
 
     The operating system releases it when the process dies, so a killed or requeued run leaves no
-    stale lock. In a DDP job only rank 0 takes it: the other ranks execute the run with rank 0.
+    stale lock. In a DDP job only rank 0 takes it: the other ranks follow rank 0's decision
+    (:func:`execute_one`).
     """
     if int(os.environ.get("RANK", "0")) != 0:
         yield True
@@ -90,15 +91,53 @@ def lock_held(s: Settings) -> bool:
 def execute_one(run: Run, cfg: Config, wait_s: float = 0.0) -> tuple:
     """Execute one run under its lock: ``(status, summary or None, detail)``, status ``done``,
     ``skipped`` (finished) or ``elsewhere`` (lock held). An evaluation whose training runs are
-    still in flight (locked, or a Slurm job without a result yet) waits up to ``wait_s`` seconds."""
+    still in flight (locked, or a Slurm job without a result yet) waits up to ``wait_s`` seconds.
+
+    In a DDP job (a Slurm job of several tasks, torchrun) rank 0 takes the lock and plans; every
+    rank then acts on rank 0's decision, sent over the run's process group, so no rank starts a
+    run that rank 0 skips (it would wait for rank 0 until the join timeout) or plans it otherwise."""
     with run_lock(run.settings) as mine:
-        if not mine:
-            return "elsewhere", None, "running elsewhere, skipped"
-        p = _plan_waiting(run, cfg, wait_s)
-        if p.action == "skip":
-            return "skipped", None, f"{p.detail}, skipped"
+        rank = int(os.environ.get("RANK", "0"))
+        decision = _decide(run, cfg, wait_s, mine) if rank == 0 else None
+        if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            decision = _rank0_decision(run, decision)
+        status, detail, p = decision
+        if status == "error":
+            raise UserError(detail)
+        if status != "run":
+            return status, None, detail
         summary, took = run_planned(p, cfg)
         return "done", summary, f"done in {took:.1f}s, acc {summary.curr_acc1:.4f}"
+
+
+def _decide(run: Run, cfg: Config, wait_s: float, mine: bool) -> tuple:
+    """``(status, detail, plan)``: ``elsewhere``, ``skipped``, ``run`` or (the bad input's line) ``error``."""
+    if not mine:
+        return "elsewhere", "running elsewhere, skipped", None
+    try:
+        p = _plan_waiting(run, cfg, wait_s)
+    except UserError as e:
+        return "error", str(e), None
+    if p.action == "skip":
+        return "skipped", f"{p.detail}, skipped", None
+    return "run", "", p
+
+
+def _rank0_decision(run: Run, decision: Optional[tuple]) -> tuple:
+    """Rank 0's ``decision``, on every rank: the run's process group is joined (as ``main`` joins
+    it, once per process) and the decision gathered from it."""
+    from subspaces import main
+    from subspaces.utils import distributed
+
+    world = distributed.env_world()
+    s = run.settings
+    device = main.resolve_device(s, world)
+    if device.type == "cuda":
+        import torch
+
+        torch.cuda.set_device(device)  # NCCL's object collectives use the current device
+    distributed.init_process_group(world, device, s.dist_timeout)
+    return distributed.all_objects(decision)[0]
 
 
 def _plan_waiting(run: Run, cfg: Config, wait_s: float) -> Plan:

@@ -324,6 +324,57 @@ def test_a_run_locked_elsewhere_is_skipped(tmp_path, capsys):
     assert [s.name for s in execute([first, second], cfg)] == [first.settings.name + "+try=0"]
 
 
+DDP_TASK = """
+import importlib, sys
+from subspaces import launch
+from subspaces.sweep import make_config
+mod = importlib.import_module("experiment_configs.digits.one_dimensional_subspaces.train_lines")
+cfg = make_config(mod.SETUP, smoke=True, log_dir=sys.argv[1], quiet=True)
+print("status", launch.execute_one(list(mod.runs(cfg))[0], cfg)[0], flush=True)
+"""
+
+
+@pytest.mark.parametrize("held", [True, False])
+def test_the_ranks_of_a_ddp_job_follow_rank_0s_lock_and_plan(tmp_path, held):
+    """A Slurm job of two tasks (or torchrun) runs one run of a sweep: only rank 0 takes the lock
+    and plans, and the other rank acts on its decision. Held elsewhere: both skip at once (before,
+    rank 1 started the run alone and waited for rank 0 until the join timeout); free: both run it,
+    one row."""
+    from subspaces.utils import distributed
+
+    mod = config(LINES)
+    first = list(mod.runs(smoke(tmp_path)))[0]
+    path = launch.lock_path(first.settings)
+    path.parent.mkdir(parents=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from filelock import FileLock; l = FileLock(sys.argv[1]); "
+         + ("l.acquire(); " if held else "") + "print('ready', flush=True); sys.stdin.read()", str(path)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    port = distributed._free_port()
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        env = {k: v for k, v in os.environ.items() if k not in DDP_VARS}
+        ranks = [subprocess.Popen([sys.executable, "-c", DDP_TASK, str(tmp_path)], cwd=ROOT, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True,
+                                  env={**env, "OMP_NUM_THREADS": "1", "RANK": str(r), "LOCAL_RANK": str(r), "WORLD_SIZE": "2",
+                                       "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}) for r in (0, 1)]
+        outs = []
+        for p in ranks:
+            try:
+                outs.append(p.communicate(timeout=240))
+            except subprocess.TimeoutExpired:
+                for q in ranks:
+                    q.kill()
+                pytest.fail("a rank did not end: it waits for a rank that decided otherwise")
+    finally:
+        holder.communicate("", timeout=60)
+    assert all(p.returncode == 0 for p in ranks), [e[-2000:] for _, e in outs]
+    said = [o.strip().splitlines()[-1] for o, _ in outs]
+    assert said == ["status elsewhere"] * 2 if held else said == ["status done"] * 2
+    rows = read_results(tmp_path / "one-dimensional-subspaces" / "results.csv") if not held else []
+    assert [r["Name"] for r in rows] == ([] if held else [first.settings.name + "+try=0"])
+
+
 def test_two_concurrent_sweeps_train_each_run_once(tmp_path):
     script = ROOT / "experiment_configs" / "digits" / "one_dimensional_subspaces" / "train_lines.py"
     cmd = [sys.executable, str(script), "--smoke", "--epochs", "4", "--seeds", "0,1", "--log-dir", str(tmp_path)]
