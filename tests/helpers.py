@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import signal
 import time
@@ -84,3 +85,10 @@ def all_gone_after_killing(parent, children: Sequence[int], wait_s: float = 20.0
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     return ended
+
+
+class Terminal(io.StringIO):
+    """A stderr that says it is a terminal, as tqdm asks before drawing a bar."""
+
+    def isatty(self) -> bool:
+        return True

@@ -6,6 +6,7 @@ straight from freshly built models (their metrics need no training to be checked
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,7 +24,7 @@ from subspaces.utils.checkpoint import save_checkpoint
 from subspaces.utils.evaluation import predict
 from subspaces.utils.metrics import accuracy
 from subspaces.utils.results import read_results
-from tests.helpers import CountingBN, cli, final_ckpt
+from tests.helpers import CountingBN, Terminal, cli, final_ckpt
 
 LINE = ["--conv-type", "LinesConv", "--bn-type", "LinesBN"]
 EVAL = ["--set", "Digits", "--trainer", "eval_one_dim_subspaces", "--pretrained", "--epochs", "0", "--batch-size", "128"]
@@ -125,8 +126,11 @@ def test_simplex_evaluation(tmp_path, monkeypatch, update):
     log = tmp_path / "logs"
     argv = ["--set", "Digits", "--trainer", "eval_simplexes", "--conv-type", "SimplexConv3", "--bn-type", "SimplexBN3",
             "--resume", ck, "--pretrained", "--epochs", "0", "--save-data", "--log-dir", log, "--name", "id=simplex"]
+    err = Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
     assert cli(argv + (["--update-bn"] if update else [])) == 0
     assert counter.calls == (4 if update else 1)
+    assert "simplex vertices" in err.getvalue()  # a bar over the vertices, drawn on a terminal
     (row,) = read_results(log / "results.csv")
     cols = ["wa_acc", "nll", "ece", "brier", "avg_model_acc", "avg_model_std", "ensemble_acc", "ensemble_nll",
             "ensemble_ece", "ensemble_brier", "tvdist", "feat_cossim", "percent_disagree", "cossim", "l2"]

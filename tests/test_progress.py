@@ -19,19 +19,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from subspaces.utils import bn, distributed
 from subspaces.utils.distributed import World
 from subspaces.utils.results import read_results
-from tests.helpers import cli, final_ckpt
+from tests.helpers import Terminal, cli, final_ckpt
 
 ROOT = Path(__file__).resolve().parents[1]
 LINE = ["--set", "Digits", "--conv-type", "LinesConv", "--bn-type", "LinesBN", "--batch-size", "64", "--width-mult", "0.25"]
 EPOCHS = 2
 GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
-
-
-class Terminal(io.StringIO):
-    """A stderr that says it is a terminal, as tqdm asks before drawing a bar."""
-
-    def isatty(self) -> bool:
-        return True
 
 
 def scalars(run_dir: Path) -> dict:

@@ -3,6 +3,7 @@ exactly across a resume, and the Bayesian model average of ``--trainer swag`` on
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ from subspaces.utils.evaluation import predict
 from subspaces.utils.metrics import classification_metrics, probs_metrics
 from subspaces.utils.results import read_results
 from subspaces.utils.seed import make_generator
-from tests.helpers import cli, ckpt_at
+from tests.helpers import Terminal, cli, ckpt_at
 
 SMALL = ["--set", "Digits", "--batch-size", "128", "--width-mult", "0.5"]
 # SWA from the first epoch: 3 averaged epochs, SWAG of rank 2 keeps the last two deviations.
@@ -111,12 +112,15 @@ def test_a_resumed_run_continues_the_collection_exactly(swag_run, tmp_path):
 # --- the swag evaluation ----------------------------------------------------------------------------
 
 
-def test_swag_bayesian_model_average(swag_run, tmp_path):
+def test_swag_bayesian_model_average(swag_run, tmp_path, monkeypatch):
     ckpt = ckpt_at(swag_run, 3)
     log = tmp_path / "eval"
     argv = SMALL + ["--no-channels-last", "--trainer", "swag", "--resume", ckpt, "--pretrained", "--epochs", "0",
                     "--swag-samples", "3", "--swag-scale", "0.5", "--seed", "7", "--save-data", "--log-dir", log, "--name", "bma"]
+    err = Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
     assert cli(argv) == 0
+    assert "SWAG samples" in err.getvalue()  # a bar over the samples, drawn on a terminal
     (row,) = read_results(log / "results.csv")
     assert (row["swag_samples"], row["swag_scale"], row["swag_rank"], row["swag_n"]) == ("3", "0.5", "2", "3")
 

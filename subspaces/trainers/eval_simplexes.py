@@ -15,6 +15,7 @@ from subspaces.utils.bn import update_bn
 from subspaces.utils.errors import UserError
 from subspaces.utils.metrics import pairwise_stats
 from subspaces.utils.modules import unwrap
+from subspaces.utils.progress import progress_bar
 
 from .base import TRAINERS, RunContext, TestResult, Trainer
 from .evaluate import Evaluator, each_member_metrics, members_metrics, point_metrics
@@ -50,7 +51,8 @@ class EvalSimplexes(Trainer):
         coeffs = subspace_coefficients(net)
         ev = Evaluator(s, ctx, ctx.models[0], lambda loader, model, device: update_bn(loader, model, device, s.bn_weighting))
         centre = ev.outputs(coeffs.centre(), True)
-        vertices = [ev.outputs(coeffs.vertex(i), s.update_bn) for i in range(coeffs.num_tensors)]
+        vertices = [ev.outputs(coeffs.vertex(i), s.update_bn)
+                    for i in progress_bar(range(coeffs.num_tensors), "simplex vertices", main=ctx.world.main)]
 
         m = point_metrics(centre)
         acc = m.pop("acc")

@@ -28,6 +28,7 @@ from subspaces.utils.bn import update_bn
 from subspaces.utils.errors import UserError
 from subspaces.utils.metrics import probs_metrics
 from subspaces.utils.modules import unwrap
+from subspaces.utils.progress import progress_bar
 from subspaces.utils.seed import make_generator
 from subspaces.utils.weights import set_weights
 
@@ -87,7 +88,7 @@ class SWAGTrainer(Trainer):
         self.stats.to(ctx.device)
         gen = make_generator(s.seed, "swag")
         probs, accs = None, []
-        for _ in range(s.swag_samples):
+        for _ in progress_bar(range(s.swag_samples), "SWAG samples", main=ctx.world.main):
             set_weights(unwrap(sample_model), self.stats.sample(mean, s.swag_scale, gen, s.swag_cov))
             p = Evaluator(s, ctx, sample_model, bn, batches).outputs(None, True)
             accs.append(point_metrics(p)["acc"])

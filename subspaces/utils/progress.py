@@ -1,4 +1,5 @@
-"""Progress bars of a run (training epochs, the evaluation grid, BatchNorm recomputation)."""
+"""Progress bars of a run (training epochs, the evaluation grid, simplex vertices, SWAG samples,
+BatchNorm recomputation)."""
 from __future__ import annotations
 
 from typing import Iterable, Optional
