@@ -42,6 +42,8 @@ def main() -> None:
     parser.add_argument("--checkout", action="append", default=[], type=Path,
                         help="another checkout of the project to measure beside this one (repeatable)")
     parser.add_argument("--reps", type=int, default=common.MIN_REPS, help=f"repetitions (at least {common.MIN_REPS})")
+    parser.add_argument("--command", action="append", choices=sorted(COMMANDS), default=None,
+                        help="measure only this command (repeatable; default: all)")
     args = parser.parse_args()
     checkouts = {"this checkout": common.ROOT}
     for c in args.checkout:
@@ -50,7 +52,8 @@ def main() -> None:
         checkouts[str(c)] = c.resolve()
     common.header("Start-up cost of the commands (seconds of a fresh interpreter, wall clock)", torch.device("cpu"))
     rows = []
-    for label, argv in COMMANDS.items():
+    for label in args.command or COMMANDS:
+        argv = COMMANDS[label]
         variants = {name: (lambda c=c: run_in(c, argv)) for name, c in checkouts.items()}
         times = common.interleaved(variants, args.reps, torch.device("cpu"), log=False)
         rows.append([label] + [f"{common.median(times[name]):.2f}" for name in checkouts])

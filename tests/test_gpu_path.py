@@ -391,3 +391,13 @@ def test_compile_mode_is_passed_to_torch_compile_and_needs_compile(monkeypatch):
     assert seen == ["reduce-overhead"]
     with pytest.raises(main_mod.UserError, match="--compile"):
         main_mod.check_settings(Settings(compile_mode="reduce-overhead"))
+
+
+def test_import_cost_bench_runs_and_compares_checkouts(tmp_path):
+    stdout = _run([sys.executable, "bench/import_cost.py", "--command", "import subspaces.utils.results", "--checkout", str(ROOT)])
+    assert "# command: python bench/import_cost.py" in stdout
+    row = next(line for line in stdout.splitlines() if line.startswith("| import subspaces.utils.results"))
+    assert len([c for c in row.split("|") if c.strip()]) == 3  # the command, this checkout, the other
+    bad = subprocess.run([sys.executable, "bench/import_cost.py", "--checkout", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    assert bad.returncode != 0 and bad.stderr.strip().startswith("error: --checkout") and "Traceback" not in bad.stderr
+
