@@ -11,7 +11,7 @@ import pytest
 from subspaces.analysis import figures as common
 from subspaces.analysis.figures import MissingRuns, calibration, cli, figure4, figure5, load
 from subspaces.sweep import ENSEMBLES, EVAL_ONE_DIM, MEMBERS, ONE_DIM, SIMPLEXES, SWA
-from subspaces.utils.results import append_rows
+from subspaces.utils.results import append_rows, read_results
 
 ROOT = Path(__file__).resolve().parents[1]
 ALPHAS = (0.0, 0.5, 1.0)
@@ -76,6 +76,24 @@ def test_figure4_draws_each_variant_and_the_baselines(tmp_path):
     # Baselines at label noise 0 only (the 0.2 rows are other runs).
     assert fig.value("Standard Training")[:2] == (pytest.approx(0.905), pytest.approx(0.005))
     assert fig.value("Standard Ensemble of Two")[0] == pytest.approx(0.93)
+
+
+def test_figure4_from_a_half_grid_draws_the_whole_range(tmp_path):
+    """A grid over alpha0 in [0, 0.5] (pairs (a, 1 - a)) holds both points of each pair: the point
+    alone is drawn from 0 to 1 (``m0_acc`` at alpha0 where no row has that alpha1), the pair
+    ensemble mirrored; a full grid draws the same numbers."""
+    for half, root in ((True, tmp_path / "half"), (False, tmp_path / "full")):
+        make_results(root)
+        alphas = (0.0, 0.25, 0.5) if half else (0.0, 0.25, 0.5, 0.75, 1.0)
+        rows = [{"Name": f"id=curves+ln=0.0+beta=1.0+num_samples=1+seed=9+try=0+alpha0={a:g}+alpha1={1 - a:g}", "alpha0": a, "alpha1": 1 - a,
+                 "curr_acc1": 0.5 + 0.4 * (1 - a), "m0_acc": 0.5 + 0.4 * a, "ensemble_acc": 0.95 - 0.1 * abs(2 * a - 1),
+                 **common_cols(0.0, 9)} for a in alphas]
+        (root / EVAL_ONE_DIM / "results.csv").unlink()
+        append_rows(root / EVAL_ONE_DIM / "results.csv", rows)
+        fig = figure4(root, root / "out", "cifar10", partial=True)
+        got = {x: (fig.value("Curve", x)[0], fig.value("Curve (Ensemble)", x)[0]) for x in (0.0, 0.25, 0.5, 0.75, 1.0)}
+        assert got == {x: (pytest.approx(0.5 + 0.4 * x), pytest.approx(0.95 - 0.1 * abs(2 * x - 1))) for x in got}, half
+        assert all(fig.value("Curve", x)[2] == 1 for x in got)  # one value per run and alpha, not two
 
 
 def test_a_rerun_replaces_the_older_row(tmp_path):
@@ -310,5 +328,9 @@ def test_plot_draws_a_line_trained_and_evaluated_by_hand(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.split()[0] == str(tmp_path / "eval" / "figures" / "one_dimensional_subspaces.png")
     table = (tmp_path / "eval" / "figures" / "one_dimensional_subspaces.csv").read_text().splitlines()
-    # the point alpha1 of each pair (alpha0, 1 - alpha0): 1 and 0.5
-    assert [r.split(",")[:2] for r in table[1:]] == [["Line", "0.5"], ["Line", "1.0"], ["Line (Ensemble)", "0.5"], ["Line (Ensemble)", "1.0"]]
+    # the pairs (0, 1) and (0.5, 0.5) hold the points 0, 0.5 and 1 (curr_acc1 at alpha1, m0_acc at alpha0)
+    assert [r.split(",")[:2] for r in table[1:]] == [[lab, x] for lab in ("Line", "Line (Ensemble)") for x in ("0.0", "0.5", "1.0")]
+    (row0,) = [r for r in read_results(tmp_path / "eval" / "results.csv") if float(r["alpha0"]) == 0]
+    at = {tuple(r.split(",")[:2]): float(r.split(",")[2]) for r in table[1:]}
+    assert at["Line", "0.0"] == pytest.approx(float(row0["m0_acc"]), abs=1e-6)
+    assert at["Line", "1.0"] == pytest.approx(float(row0["curr_acc1"]), abs=1e-6)

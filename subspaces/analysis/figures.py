@@ -18,6 +18,7 @@ import argparse
 import csv
 import inspect
 import math
+import re
 import statistics
 import sys
 from dataclasses import dataclass, field
@@ -155,13 +156,25 @@ class Series:
         return bool(self.points)
 
 
-def series(rows: list, x_col: str, y_col: str, label: str) -> Series:
-    """``y_col`` against ``x_col`` over ``rows``."""
+def _run_of(row: dict) -> str:
+    """The run a grid row belongs to: its name without the ``+alpha0=..+alpha1=..`` of the point."""
+    return re.sub(r"\+alpha[01]=[^+]*", "", row.get("Name", ""))
+
+
+def along_series(rows: list, col1: str, col0: str, label: str) -> Series:
+    """A grid's values against alpha: ``col1`` at ``alpha1`` of every row, and where a run has no row
+    at that alpha, ``col0`` at ``alpha0``. A row evaluates the pair (alpha0, alpha1) and holds both
+    points (``curr_acc1`` at alpha1, ``m0_acc`` at alpha0), so a grid over half the range (alpha0
+    in [0, 0.5]) still gives every point from 0 to 1; one value per run and alpha."""
+    seen: dict = {}
+    for x_col, y_col in (("alpha1", col1), ("alpha0", col0)):
+        for r in rows:
+            x, y = num(r, x_col), num(r, y_col)
+            if x is not None and y is not None:
+                seen.setdefault((_run_of(r), round(x, 6)), y)
     s = Series(label)
-    for r in rows:
-        x = num(r, x_col)
-        if x is not None:
-            s.add(x, num(r, y_col))
+    for (_, x), y in seen.items():
+        s.add(x, y)
     return s
 
 
@@ -291,12 +304,14 @@ def draw_figure4_panel(ax, curves: dict, flats: list, learned_only: bool = False
 def figure4_axes(by_part: dict, title: str):
     """Figure 4 from rows by part: ``(figure, plotted items)``.
 
-    Each line or curve is drawn as its point alone (``curr_acc1`` at ``alpha1``, dashed) and as
-    the ensemble of the points alpha and 1 - alpha (``ensemble_acc``, solid). When the straight
+    Each line or curve is drawn as its point alone (``curr_acc1`` at ``alpha1``, ``m0_acc`` at
+    ``alpha0``: :func:`along_series`, dashed) and as the ensemble of the points alpha and 1 - alpha
+    (``ensemble_acc``, solid). When the straight
     lines between trained networks fall far below the learned ones (the naive line's midpoint is
     the average of two unaligned networks), the learned lines keep the top panel, scaled to them
     and the baselines, and a second panel shows everything at full range."""
-    curves = {p: (series(rows, "alpha1", "curr_acc1", p.label), series(rows, "alpha1", "ensemble_acc", ensemble_label(p.label)))
+    # The pair ensemble of (alpha, 1 - alpha) is the same at either alpha: a half grid is mirrored.
+    curves = {p: (along_series(rows, "curr_acc1", "m0_acc", p.label), along_series(rows, "ensemble_acc", "ensemble_acc", ensemble_label(p.label)))
               for p, rows in by_part.items() if p in LEARNED + STRAIGHT}
     flats = [(p, v) for p in (STANDARD, ENSEMBLE2) if p in by_part and (v := values(by_part[p], "curr_acc1"))]
     zoom = learned_range(curves, flats)
