@@ -334,3 +334,57 @@ def test_plot_draws_a_line_trained_and_evaluated_by_hand(tmp_path, capsys):
     at = {tuple(r.split(",")[:2]): float(r.split(",")[2]) for r in table[1:]}
     assert at["Line", "0.0"] == pytest.approx(float(row0["m0_acc"]), abs=1e-6)
     assert at["Line", "1.0"] == pytest.approx(float(row0["curr_acc1"]), abs=1e-6)
+
+
+# --- plot.py paths: any line or curve evaluated along alpha ---------------------------------------
+
+
+def test_plot_paths_draws_every_evaluated_path_whatever_made_it(tmp_path, capsys):
+    """Bezier and polygonal-chain curves evaluated by hand, a curve connecting two trained networks
+    (--init-endpoints, with --curve-stats' train loss) and a config's line: one figure, one series
+    per path under its name, a half grid drawn over the whole range, the loss panels when held."""
+    from subspaces.analysis import plot
+
+    evals = tmp_path / "runs" / "results.csv"
+    half = (0.0, 0.25, 0.5)  # alpha0 values: pairs (a, 1 - a)
+
+    def grid(name: str, cols: dict, acc, nll=None, train=None) -> list:
+        rows = []
+        for a in half:
+            row = {**cols, "Name": f"{name}+alpha0={a:g}+alpha1={1 - a:g}", "alpha0": a, "alpha1": 1 - a, "curr_acc1": acc(1 - a), "m0_acc": acc(a)}
+            if nll:
+                row.update(nll=nll(1 - a), m0_nll=nll(a))
+            if train:
+                row.update(train_nll=train(1 - a), m0_train_nll=train(a))
+            rows.append(row)
+        return rows
+
+    append_rows(evals, grid("default+try=0", by_hand("eval_one_dim_subspaces", "BezierConv3", 0), lambda a: 0.9 + 0.05 * a, nll=lambda a: 0.3 - a / 10))
+    append_rows(evals, grid("default+try=1", by_hand("eval_one_dim_subspaces", "PolyChainConv2", 1), lambda a: 0.8 + 0.1 * a))
+    append_rows(evals, grid("default+try=2", {**by_hand("eval_one_dim_subspaces", "CurvesConv", 2), "init_endpoints": "a.pt,b.pt"},
+                            lambda a: 0.85, train=lambda a: 0.01 + a * (1 - a)))
+    append_rows(evals, grid("id=lines+ln=0.0+beta=1.0+num_samples=1+seed=0+try=0", by_hand("eval_one_dim_subspaces", "LinesConv", 3), lambda a: 0.7))
+    append_rows(evals, [{**by_hand("default", run=4), "curr_acc1": 0.95}])  # a training row: no path
+    assert plot.main(["paths", str(evals), "--out", str(tmp_path / "figs")]) == 0
+    assert capsys.readouterr().out.split() == [str(tmp_path / "figs" / f"paths.{e}") for e in ("png", "pdf")]
+    table = {}
+    for line in (tmp_path / "figs" / "paths.csv").read_text().splitlines()[1:]:
+        label, x, mean, *_ = line.split(",")
+        table.setdefault(label, {})[float(x)] = float(mean)
+    assert set(table) == {"Bezier Curve (degree 3)", "Polygonal Chain (2 bends)", "Curve Connecting Trained Networks", "Line",
+                          "Bezier Curve (degree 3): Test NLL", "Curve Connecting Trained Networks: Train loss"}
+    xs = [0.0, 0.25, 0.5, 0.75, 1.0]
+    assert table["Bezier Curve (degree 3)"] == pytest.approx({x: 0.9 + 0.05 * x for x in xs})
+    assert table["Polygonal Chain (2 bends)"] == pytest.approx({x: 0.8 + 0.1 * x for x in xs})
+    assert table["Bezier Curve (degree 3): Test NLL"] == pytest.approx({x: 0.3 - x / 10 for x in xs})
+    assert table["Curve Connecting Trained Networks: Train loss"] == pytest.approx({x: 0.01 + x * (1 - x) for x in xs})
+
+
+def test_plot_paths_without_any_grid_is_one_line(tmp_path, capsys):
+    from subspaces.analysis import plot
+
+    append_rows(tmp_path / "results.csv", [{**by_hand("default"), "curr_acc1": 0.9}])
+    assert plot.main(["paths", str(tmp_path), "--out", str(tmp_path / "figs")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: cannot draw paths: no rows of a line or curve evaluated along alpha")
+    assert "--trainer eval_one_dim_subspaces" in err and not (tmp_path / "figs").exists()

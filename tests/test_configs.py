@@ -248,7 +248,7 @@ def digits_pipeline(tmp_path_factory):
 
 def test_reproduce_makes_the_figures(digits_pipeline, capsys):
     root, _ = digits_pipeline
-    for stem in ("one_dimensional_subspaces", "simplexes", "calibration", "plane"):
+    for stem in ("one_dimensional_subspaces", "simplexes", "calibration", "plane", "mode_connectivity"):
         for ext in ("png", "pdf", "csv"):
             assert (root / "figures" / f"{stem}.{ext}").stat().st_size > 0
     # Ensembles at two noise levels and four weight averages; three subspaces of two seeds and the

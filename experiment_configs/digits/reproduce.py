@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository r
 from experiment_configs import CONFIG_SCRIPTS  # noqa: E402
 from experiment_configs.digits.common import SETUP  # noqa: E402
 from experiment_configs.digits.mode_connectivity import connect_members  # noqa: E402
-from subspaces.analysis.figures import calibration, ensemble_label, figure4, figure5, load, num, select, values  # noqa: E402
+from subspaces.analysis.figures import (calibration, ensemble_label, figure4, figure5, load, num, path_label, paths_figure,  # noqa: E402
+                                        select, values)
 from subspaces.analysis.plane import draw, plane_plot, read_plane  # noqa: E402
 from subspaces.launch import RunsFailed  # noqa: E402
 from subspaces.sweep import (ENSEMBLES, EVAL_CONNECT, EVAL_ONE_DIM, EVAL_SWAG, build_parser, execute,  # noqa: E402
@@ -145,9 +146,12 @@ def connectivity(cfg, out, label_noise: float, grid: int = PLANE_GRID):
     elif values.exists():
         paths = draw(read_plane(values), out, "plane")  # up to date: only drawn again
     along = {}
-    for row in load(cfg.log_root / EVAL_CONNECT / "results.csv"):
-        if num(row, "label_noise") in (None, label_noise) and num(row, "alpha1") is not None:
+    rows = [row for row in load(cfg.log_root / EVAL_CONNECT / "results.csv") if num(row, "label_noise") in (None, label_noise)]
+    for row in rows:
+        if num(row, "alpha1") is not None:
             along.setdefault(row["_tags"].get("id"), []).append((num(row, "alpha1"), num(row, "curr_acc1")))
+    if any(path_label(row) for row in rows):  # the curve and the straight line: accuracy, test NLL, train loss along alpha
+        paths += paths_figure(rows, out, "mode_connectivity").paths
     return paths, {k: sorted(v) for k, v in along.items()}
 
 
@@ -197,7 +201,7 @@ def main(argv=None) -> int:
     report_lines(line_values(cfg.log_root, noise_levels[0]))
     report_connectivity(along)
     print(f"\nFigures (PNG and PDF, with the plotted numbers as CSV) in {out}:")
-    for path in [fig.paths[0] for fig in (fig4, fig5, cal)] + plane_paths[:1]:
+    for path in [fig.paths[0] for fig in (fig4, fig5, cal)] + [p for p in plane_paths if p.suffix == ".png"]:
         print(f"  {path}")
     print(f"Total time: {time.time() - start:.0f} s")
     return 0

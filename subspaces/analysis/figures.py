@@ -31,7 +31,7 @@ matplotlib.use("Agg")  # files only: no display, no TeX
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
-from subspaces.analysis.rows import GROUP_COLUMNS, describe_group, groups, kind, label_noise_of, load, num, simplex_n, where  # noqa: E402,F401
+from subspaces.analysis.rows import GROUP_COLUMNS, along_a_line, describe_group, groups, kind, label_noise_of, load, num, simplex_n, where  # noqa: E402,F401
 from subspaces.sweep import ENSEMBLES, EVAL_ONE_DIM, MEMBERS, ONE_DIM, SIMPLEXES, SWA  # noqa: E402
 from subspaces.utils.errors import UserError  # noqa: E402
 
@@ -156,9 +156,10 @@ class Series:
         return bool(self.points)
 
 
-def _run_of(row: dict) -> str:
-    """The run a grid row belongs to: its name without the ``+alpha0=..+alpha1=..`` of the point."""
-    return re.sub(r"\+alpha[01]=[^+]*", "", row.get("Name", ""))
+def _run_of(row: dict) -> tuple:
+    """The run a grid row belongs to: its folder (``run_dir``; two runs by hand in two log folders
+    may share a name) and its name without the ``+alpha0=..+alpha1=..`` of the point."""
+    return row.get("run_dir", ""), re.sub(r"\+alpha[01]=[^+]*", "", row.get("Name", ""))
 
 
 def along_series(rows: list, col1: str, col0: str, label: str) -> Series:
@@ -401,6 +402,81 @@ def calibration_axes(by_part: dict, title: str):
     fig.tight_layout()
     _legend_below(fig, handles, ncol=len(handles))
     return fig, items
+
+
+# --- any evaluated path: plot.py paths ------------------------------------------------------------
+
+# The panels of the path figure: (y label, the point's column at alpha1, at alpha0). A panel is
+# drawn when some row holds its columns (train loss and error: --curve-stats).
+PATH_PANELS = (
+    ("Test accuracy", "curr_acc1", "m0_acc"),
+    ("Test NLL", "nll", "m0_nll"),
+    ("Train loss", "train_nll", "m0_train_nll"),
+)
+_SHAPES = ((r"LinesConv", "Line"), (r"CurvesConv", "Curve"), (r"BezierConv(\d+)", "Bezier Curve (degree {})"),
+           (r"PolyChainConv(\d+)", "Polygonal Chain ({} bends)"))
+
+
+def path_label(row: dict) -> Optional[str]:
+    """The name of the path a grid row lies on: Figure 4's names for its kinds (``Line``, ``Line
+    Between Two Trained Networks``, ...), else the shape its ``conv_type`` makes (``Bezier Curve
+    (degree 3)``, ``Polygonal Chain (2 bends)``), ``... Connecting Trained Networks`` when its ends were
+    trained networks (``--init-endpoints``); None for a row that is no point of a path."""
+    if not along_a_line(row) or num(row, "alpha1") is None:
+        return None
+    k = kind(row)
+    known = {p.kind: p.label for p in LEARNED + STRAIGHT}
+    if k in known:
+        return known[k]
+    for pattern, name in _SHAPES:
+        m = re.fullmatch(pattern, row.get("conv_type", ""))
+        if m:
+            shape = name.format(*m.groups()) + (" (Layerwise)" if row.get("layerwise", "").lower() == "true" else "")
+            return f"{shape} Connecting Trained Networks" if k == "connected" else shape
+    return None
+
+
+def paths_axes(by_label: dict, title: str):
+    """Each path's point alone against alpha (:func:`along_series`), one panel per measure that
+    the rows hold (:data:`PATH_PANELS`): ``(figure, plotted items)``."""
+    panels = [(ylabel, {lab: along_series(rows, c1, c0, lab if i == 0 else f"{lab}: {ylabel}") for lab, rows in by_label.items()})
+              for i, (ylabel, c1, c0) in enumerate(PATH_PANELS)]
+    panels = [(ylabel, series) for ylabel, series in panels if any(series.values())]
+    fig, axes = plt.subplots(len(panels), 1, sharex=True, figsize=(5.0, 2.2 + 1.8 * len(panels)), squeeze=False)
+    styles = {p.label: (p.color, p.marker) for p in LEARNED + STRAIGHT}
+    others = iter(f"C{i}" for i in (5, 6, 7, 8, 9, 0, 1, 2, 3, 4))
+    look = {lab: styles.get(lab) or (next(others), "o") for lab in by_label}
+    items = []
+    for ax, (ylabel, series) in zip(axes[:, 0], panels):
+        for lab, s in series.items():
+            if s:
+                draw(ax, s, look[lab][0], "-", look[lab][1], band=0.1, lw=1.8)
+                items.append(s)
+        ax.set_ylabel(ylabel)
+        ax.set_xlim(0, 1)
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_title(title)
+    axes[-1, 0].set_xlabel(r"$\alpha$")
+    fig.tight_layout(h_pad=0.4)
+    _legend_below(fig, [Line2D([], [], color=c, marker=m, lw=1.8, ms=5, label=lab) for lab, (c, m) in look.items()])
+    return fig, items
+
+
+def paths_figure(rows: list, out_dir: Path, stem: str = "paths") -> Figure:
+    """The path figure of one group of rows: every line or curve evaluated on a grid, whatever made
+    it (the configs, ``main.py`` by hand, mode connectivity, Bezier or polygonal-chain curves)."""
+    by_label: dict = {}
+    for r in rows:
+        lab = path_label(r)
+        if lab is not None:
+            by_label.setdefault(lab, []).append(r)
+    if not by_label:
+        raise MissingRuns("no rows of a line or curve evaluated along alpha; make them with main.py --trainer "
+                          "eval_one_dim_subspaces --conv-type <its conv type> --resume <run>.pt " + GRID)
+    noise = sorted({label_noise_of(r) for r in rows})
+    title = model_title(rows) + (f", label noise {noise[0]:g}" if len(noise) == 1 and noise[0] else "")
+    fig, items = paths_axes(by_label, title)
+    return save(fig, out_dir, stem, table_of(items))
 
 
 @dataclass(frozen=True)

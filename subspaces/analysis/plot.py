@@ -1,8 +1,9 @@
-"""Figure 4, Figure 5 or the calibration figure from any results.csv files or run folders.
+"""Figure 4, Figure 5, the calibration figure or any evaluated path from any results.csv files or run folders.
 
     python analyze_results/plot.py figure4 runs/eval/results.csv runs/results.csv --out figs/
     subspaces-plot figure5 runs/ --label-noise 0.2
     subspaces-plot calibration learning-subspaces-results/cifar10 --where model_name=cifar_resnet_20
+    subspaces-plot paths runs/eval   # every line or curve evaluated along alpha (Bezier, polychain, mode connectivity)
 
 A source is a results.csv, a log folder holding one, a run folder (``<log dir>/<name>+try=<i>``:
 that run's rows) or a results root of the configs (every ``<family>/results.csv`` under it). The
@@ -23,7 +24,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from subspaces.analysis.figures import CALIBRATION, FIGURE4, FIGURE5, MissingRuns, Origin, classified, drawable, missing_runs, print_result, render
+from subspaces.analysis.figures import (CALIBRATION, FIGURE4, FIGURE5, MissingRuns, Origin, classified, drawable, missing_runs, path_label,
+                                        paths_figure, print_result, render)
 from subspaces.analysis.rows import describe_group, groups, parse_where, read_sources, where
 from subspaces.utils.errors import UserError
 
@@ -36,9 +38,11 @@ def _stem(base: str, settings: dict) -> str:
 
 
 def plot(figure: str, sources: Sequence[Path], out_dir: Path, conditions: Optional[dict] = None) -> list:
-    """Draw ``figure`` (``figure4``, ``figure5``, ``calibration``) from the rows of ``sources``
+    """Draw ``figure`` (``figure4``, ``figure5``, ``calibration``, ``paths``) from the rows of ``sources``
     that meet ``conditions`` (``{column: value}``): one :class:`Figure` per group of settings.
     Raises :class:`MissingRuns` when no group holds what the figure draws."""
+    if figure == "paths":
+        return plot_paths(sources, out_dir, conditions)
     spec = SPECS[figure]
     read = read_sources(sources)
     rows = classified(where(read, conditions or {}), spec)
@@ -56,6 +60,19 @@ def plot(figure: str, sources: Sequence[Path], out_dir: Path, conditions: Option
     return drawn
 
 
+def plot_paths(sources: Sequence[Path], out_dir: Path, conditions: Optional[dict] = None) -> list:
+    """The path figure (:func:`subspaces.analysis.figures.paths_figure`) of each group of settings
+    among the rows of ``sources`` that lie on an evaluated line or curve."""
+    read = read_sources(sources)
+    rows = [r for r in where(read, conditions or {}) if path_label(r) is not None]
+    if not rows:
+        raise MissingRuns(f"cannot draw paths: no rows of a line or curve evaluated along alpha in {', '.join(map(str, sources))} "
+                          f"({len(read)} rows read); make them with main.py --trainer eval_one_dim_subspaces --resume <run>.pt "
+                          "--pretrained --epochs 0 --alphas 0,0.25,0.5,0.75,1 --save-data")
+    split = groups(rows)
+    return [paths_figure(group_rows, Path(out_dir), _stem("paths", settings) if len(split) > 1 else "paths") for settings, group_rows in split]
+
+
 def default_out(source: Path) -> Path:
     """``figures/`` in the log folder of ``source`` (beside its results.csv)."""
     p = Path(source).expanduser()
@@ -69,6 +86,8 @@ def _makers() -> str:
     for name, spec in SPECS.items():
         lines.append(f"  {name}:")
         lines += [f"    {p.label}: {p.by_hand}" + (" (optional)" if p.optional else "") for p in spec.parts]
+    lines += ["  paths: any grid of main.py --trainer eval_one_dim_subspaces (any --conv-type: Lines, Curves, Bezier<k>, PolyChain<k>; "
+              "--init-endpoints too), linestats_swa or linestats_aligned with --alphas; test NLL and, with --curve-stats, train loss beside the accuracy"]
     return "\n".join(lines)
 
 
@@ -76,7 +95,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command line: the figures' files on stdout, what was left out on stderr; one ``error:``
     line and exit status 1 when nothing can be drawn, 2 for bad input."""
     p = argparse.ArgumentParser(description=__doc__, epilog=_makers(), formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("figure", choices=list(SPECS), help="figure4 (accuracy along lines and curves), figure5 (simplexes), calibration")
+    p.add_argument("figure", choices=[*SPECS, "paths"], help="figure4 (accuracy along lines and curves), figure5 (simplexes), calibration, "
+                   "paths (every line or curve evaluated along alpha, whatever made it)")
     p.add_argument("sources", nargs="+", type=Path, metavar="RESULTS", help="results.csv files, log folders, run folders or results roots")
     p.add_argument("--out", type=Path, help="folder for the figures (default: figures/ in the first source's log folder)")
     p.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
