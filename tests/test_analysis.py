@@ -388,3 +388,16 @@ def test_plot_paths_without_any_grid_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: cannot draw paths: no rows of a line or curve evaluated along alpha")
     assert "--trainer eval_one_dim_subspaces" in err and not (tmp_path / "figs").exists()
+
+
+@pytest.mark.parametrize("conv, extra, label", [
+    ("PolyChainConv1", {}, "Polygonal Chain (1 bend)"),
+    ("BezierConv4", {"layerwise": "True"}, "Bezier Curve (degree 4) (Layerwise)"),
+    ("LinesConv", {"init_endpoints": "a.pt,b.pt"}, "Line Connecting Trained Networks"),
+    ("StandardConv", {}, None),
+])
+def test_path_labels(conv, extra, label):
+    row = {k: str(v) for k, v in {**by_hand("eval_one_dim_subspaces", conv), "alpha0": 0.5, "alpha1": 0.5, **extra}.items()}  # as read from a CSV
+    row["_tags"] = {}
+    assert common.path_label(row) == label
+

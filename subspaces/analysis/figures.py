@@ -413,8 +413,8 @@ PATH_PANELS = (
     ("Test NLL", "nll", "m0_nll"),
     ("Train loss", "train_nll", "m0_train_nll"),
 )
-_SHAPES = ((r"LinesConv", "Line"), (r"CurvesConv", "Curve"), (r"BezierConv(\d+)", "Bezier Curve (degree {})"),
-           (r"PolyChainConv(\d+)", "Polygonal Chain ({} bends)"))
+_SHAPES = ((r"LinesConv", lambda: "Line"), (r"CurvesConv", lambda: "Curve"), (r"BezierConv(\d+)", lambda k: f"Bezier Curve (degree {k})"),
+           (r"PolyChainConv(\d+)", lambda k: f"Polygonal Chain ({k} bend{'' if k == '1' else 's'})"))
 
 
 def path_label(row: dict) -> Optional[str]:
@@ -431,7 +431,7 @@ def path_label(row: dict) -> Optional[str]:
     for pattern, name in _SHAPES:
         m = re.fullmatch(pattern, row.get("conv_type", ""))
         if m:
-            shape = name.format(*m.groups()) + (" (Layerwise)" if row.get("layerwise", "").lower() == "true" else "")
+            shape = name(*m.groups()) + (" (Layerwise)" if row.get("layerwise", "").lower() == "true" else "")
             return f"{shape} Connecting Trained Networks" if k == "connected" else shape
     return None
 
