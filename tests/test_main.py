@@ -156,6 +156,11 @@ def test_corrupt_and_foreign_checkpoints(tmp_path, capsys):
     evil = tmp_path / "evil.pt"
     torch.save({"state_dicts": [], "x": os.system}, evil)
     _bad(tmp_path, ["--set", "Digits", "--epochs", "1", "--resume", evil], capsys, "corrupt")
+    # The reason is the safe unpickler's, not PyTorch's advice to load with weights_only=False.
+    for bad, why in ((corrupt, "(pop from empty list)"), (evil, "(the safe unpickler refused it: Trying to load unsupported GLOBAL ")):
+        assert main_mod.cli(["--set", "Digits", "--epochs", "1", "--resume", str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert why in err and "weights_only" not in err, err
     # A line checkpoint's weights loaded into a standard model: the layer types are named in the error.
     # (A resume without --pretrained takes layer types left at their defaults from the checkpoint:
     # test_never_lose.py::test_resume_takes_defaulted_architecture_flags_and_reports_changes.)

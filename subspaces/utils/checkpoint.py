@@ -62,14 +62,32 @@ def load_checkpoint(path: "str | Path", flag: str = "--resume") -> dict:
         with torch.serialization.safe_globals(_numpy_scalar_globals()):
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # any failure to unpickle safely means: not a checkpoint we can trust
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UserError(f"checkpoint {path} is corrupt or not a safe checkpoint ({first[:160]}); pass a checkpoint written by main.py --save") from None
+        raise UserError(f"checkpoint {path} is corrupt or not a safe checkpoint ({_load_failure(e)}); "
+                        "pass a checkpoint written by main.py --save") from None
     if not isinstance(ckpt, dict) or "state_dicts" not in ckpt:
         raise UserError(f"{path} is not a learning-subspaces checkpoint (no 'state_dicts'); pass a checkpoint written by main.py --save")
     problem = malformed(ckpt)
     if problem:
         raise UserError(f"checkpoint {path} is malformed ({problem}); pass a checkpoint written by main.py --save, or an earlier one of the run")
     return ckpt
+
+
+# PyTorch's paragraphs around the safe unpickler's own reason (its advice to load with
+# weights_only=False is one of them; this project never does).
+_WRAPPING = ("Please file an issue", "Check the documentation of torch.load")
+
+
+def _load_failure(e: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in a few words: the safe unpickler's own
+    reason without PyTorch's paragraphs around it, else the error's first line."""
+    text = str(e).strip()
+    if text.startswith("Weights only load failed"):
+        body = text.split("\n\n", 1)[1] if "\n\n" in text else ""
+        lines = [line.split("WeightsUnpickler error:")[-1].strip() for line in body.splitlines() if not line.startswith(_WRAPPING)]
+        reason = next((line for line in lines if line), "")
+        text = f"the safe unpickler refused it: {reason}" if reason else "the safe unpickler refused it"
+    first = text.splitlines()[0] if text else type(e).__name__
+    return first[:160]
 
 
 def _count(value: object, least: int = 0, whole: bool = True) -> bool:
