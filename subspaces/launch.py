@@ -124,19 +124,13 @@ def _decide(run: Run, cfg: Config, wait_s: float, mine: bool) -> tuple:
 
 
 def _rank0_decision(run: Run, decision: Optional[tuple]) -> tuple:
-    """Rank 0's ``decision``, on every rank: the run's process group is joined (as ``main`` joins
-    it, once per process) and the decision gathered from it."""
+    """Rank 0's ``decision``, on every rank: the run's process group is joined (``main.setup_process``,
+    which the run then finds done) and the decision gathered from it."""
     from subspaces import main
     from subspaces.utils import distributed
 
     world = distributed.env_world()
-    s = run.settings
-    device = main.resolve_device(s, world)
-    if device.type == "cuda":
-        import torch
-
-        torch.cuda.set_device(device)  # NCCL's object collectives use the current device
-    distributed.init_process_group(world, device, s.dist_timeout)
+    main.setup_process(run.settings, main.resolve_device(run.settings, world), world)  # the run joins the same group
     return distributed.all_objects(decision)[0]
 
 

@@ -384,7 +384,7 @@ def run(s: Settings) -> RunSummary:
             raise Diverged(f"{e}; {save.good_hint()}") from None
         except KeyboardInterrupt:
             newest = save.newest_whole()
-            raise Interrupted(newest, f"continue with --resume {newest}" if newest else save.good_hint()) from None
+            raise Interrupted(f"continue with --resume {newest}" if newest else save.good_hint()) from None
     rows = write_results(s, folder, progress, device)
     if world.main and progress.result is not None and progress.result.rows:
         print(grid_table(progress.result.rows))  # an evaluation grid: one line per row, as results.csv holds it

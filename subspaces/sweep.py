@@ -188,6 +188,15 @@ class Run:
     needs_as: str = "resume"
 
 
+def aligned_line(run: Run) -> Run:
+    """A run of ``eval_linestats_swa.py`` (the straight line between two trained members, run id
+    ``linestats-swa``) with the second member's units permuted to match the first's before
+    (weight matching): trainer ``linestats_aligned``, run id ``linestats-aligned``; same pairs and grid."""
+    s = run.settings
+    aligned = replace(s, trainer="linestats_aligned", align="weight", name=s.name.replace("id=linestats-swa+", "id=linestats-aligned+", 1))
+    return dataclasses.replace(run, settings=aligned)
+
+
 # --- the command line ---------------------------------------------------------------------------
 
 

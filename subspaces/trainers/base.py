@@ -75,11 +75,11 @@ class Stopped(Exception):
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C during a run; ``path``: the newest good checkpoint (None: none), ``note``: what to do."""
+    """Ctrl-C during a run; ``note``: where to continue from (the newest whole checkpoint), or that nothing was saved."""
 
-    def __init__(self, path: Optional[str], note: str):
+    def __init__(self, note: str):
         super().__init__(note)
-        self.path, self.note = path, note
+        self.note = note
 
 
 @dataclass

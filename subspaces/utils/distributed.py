@@ -31,6 +31,8 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from subspaces.utils.processes import stop_with_parent
+
 
 @dataclass(frozen=True)
 class World:
@@ -296,8 +298,6 @@ def _free_port() -> int:
 
 
 def _child(index: int, entry, argv: list, size: int, port: int, parent: int) -> None:
-    from subspaces.utils.processes import stop_with_parent
-
     stop_with_parent(parent)  # a killed launcher's ranks checkpoint, then stop (replaces spawn's SIGINT, which saves nothing)
     os.environ.update(RANK=str(index), LOCAL_RANK=str(index), WORLD_SIZE=str(size), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     code = entry(argv)

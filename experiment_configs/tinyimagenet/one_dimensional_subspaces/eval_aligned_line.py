@@ -7,7 +7,6 @@ per pair, beside the unaligned line of eval_linestats_swa.py (the same pairs and
 
     python experiment_configs/tinyimagenet/one_dimensional_subspaces/eval_aligned_line.py [--seeds 0,1] [--dry-run]
 """
-import dataclasses
 import sys
 from pathlib import Path
 
@@ -15,17 +14,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[3]))  # the repository r
 
 from experiment_configs.tinyimagenet.common import SETUP  # noqa: E402
 from experiment_configs.tinyimagenet.one_dimensional_subspaces import eval_linestats_swa as straight  # noqa: E402
-from subspaces.args import replace  # noqa: E402
-from subspaces.sweep import run_cli  # noqa: E402
+from subspaces.sweep import aligned_line, run_cli  # noqa: E402
 
 
 def runs(cfg):
     """eval_linestats_swa's runs, member B aligned to A first: run id ``linestats-aligned``."""
-    for run in straight.runs(cfg):
-        s = run.settings
-        aligned = replace(s, trainer="linestats_aligned", align="weight",
-                          name=s.name.replace("id=linestats-swa+", "id=linestats-aligned+", 1))
-        yield dataclasses.replace(run, settings=aligned)
+    return map(aligned_line, straight.runs(cfg))
 
 
 if __name__ == "__main__":
